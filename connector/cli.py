@@ -1,0 +1,87 @@
+"""Command line: `hitl-connector serve | check-config`. Builds Settings once and passes it down."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from .config import ConfigError, Settings, load_settings
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path = args.config or os.environ.get("CONNECTOR_CONFIG")
+    overrides = {"host": getattr(args, "host", None), "port": getattr(args, "port", None)}
+    return load_settings(path, **overrides)
+
+
+def _describe_flows(settings: Settings) -> list[str]:
+    lines = []
+    for name, flow in settings.flows.items():
+        reviewers = ", ".join(r.display_name for r in flow.reviewers) or "no reviewers"
+        lines.append(
+            f"  {name}: {flow.title or name} — {reviewers}; channels {', '.join(flow.channels)};"
+            f" timeout {flow.timeout} then {flow.on_timeout}"
+        )
+    return lines
+
+
+def serve(settings: Settings) -> int:
+    """Run the connector until interrupted."""
+    from .app import create_app
+
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    app = create_app(settings)
+    base = f"http://{settings.host}:{settings.port}"
+
+    def announce(_: str) -> None:
+        print(f"hitl-connector listening on {base} (public URL {settings.public_url})", flush=True)
+        print(f"  flows: {', '.join(settings.flows) or 'none configured'}", flush=True)
+        if settings.dev_mailbox:
+            print(
+                f"  dev mailbox (no SMTP configured): {settings.public_url}/dev/mailbox", flush=True
+            )
+
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        print=announce,
+        access_log=None,
+        handle_signals=True,
+        shutdown_timeout=5,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `hitl-connector` command."""
+    parser = argparse.ArgumentParser(prog="hitl-connector", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = sub.add_parser("serve", help="run the connector")
+    serve_cmd.add_argument("--config", help="TOML file (default: $CONNECTOR_CONFIG)")
+    serve_cmd.add_argument("--host", help="address to listen on")
+    serve_cmd.add_argument("--port", type=int, help="port to listen on")
+    check_cmd = sub.add_parser("check-config", help="validate a config file and list its flows")
+    check_cmd.add_argument("--config", help="TOML file (default: $CONNECTOR_CONFIG)")
+    check_cmd.add_argument("file", nargs="?", help="TOML file (same as --config)")
+    args = parser.parse_args(argv)
+    if args.command == "check-config" and args.file:
+        args.config = args.file
+    try:
+        settings = _settings(args)
+    except ConfigError as exc:
+        print(f"hitl-connector: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "check-config":
+        print(f"configuration OK: {len(settings.flows)} flow(s)")
+        print("\n".join(_describe_flows(settings)))
+        return 0
+    return serve(settings)

@@ -1,0 +1,158 @@
+"""The durable job runner: claims due jobs, runs their handlers, retries with backoff.
+
+Jobs are written in the same transaction as the change that causes them (a run, a decision), so a
+crash between "recorded" and "sent" only delays the work. The runner wakes at once when new work
+is recorded and also sweeps on a timer, so nothing waits on a polling interval and nothing is lost
+across restarts. Claims are leases, so several runners (or instances) can share one store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .store import JobRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a handler reports: done, try again later, or failed for good."""
+
+    result: Literal["done", "retry", "failed"]
+    last_status: int | None = None
+    error: str | None = None
+    retry_after: float | None = None
+    event: tuple[str, dict[str, Any]] | None = None
+
+
+Handler = Callable[[JobRecord], Awaitable[Outcome]]
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, for at most `give_up_after` seconds per job."""
+
+    base_delay: float = 1.0
+    max_delay: float = 600.0
+    give_up_after: float = 24 * 3600.0
+
+    def delay(self, attempts: int) -> float:
+        ceiling = min(self.max_delay, self.base_delay * (2 ** min(attempts, 30)))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class JobRunner:
+    """Runs the handlers registered for each job kind."""
+
+    def __init__(
+        self,
+        store: Store,
+        handlers: dict[str, Handler],
+        *,
+        retry: RetryPolicy,
+        concurrency: int = 64,
+        lease: float = 120.0,
+        idle_poll: float = 5.0,
+    ) -> None:
+        self._store = store
+        self._handlers = handlers
+        self._kinds = tuple(handlers)
+        self._retry = retry
+        self._concurrency = concurrency
+        self._lease = lease
+        self._idle_poll = idle_poll
+        self._wake = asyncio.Event()
+        self._active: set[asyncio.Task[None]] = set()
+
+    def wake(self) -> None:
+        """New work was recorded: look for it now rather than at the next sweep."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and run due jobs until cancelled."""
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    claimed = await self._claim()
+                except Exception:
+                    log.exception("claiming jobs failed; retrying shortly")
+                    claimed = 0
+                if claimed and len(self._active) < self._concurrency:
+                    continue
+                await self._sleep()
+        finally:
+            for task in list(self._active):
+                task.cancel()
+            if self._active:
+                await asyncio.gather(*self._active, return_exceptions=True)
+
+    async def _claim(self) -> int:
+        free = self._concurrency - len(self._active)
+        if free <= 0:
+            return 0
+        jobs = await self._store.claim_jobs(
+            time.time(), limit=free, lease=self._lease, kinds=self._kinds
+        )
+        for job in jobs:
+            task = asyncio.create_task(self._handle(job), name=f"job-{job.kind}-{job.id}")
+            self._active.add(task)
+            task.add_done_callback(self._finished)
+        return len(jobs)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._active.discard(task)
+        self._wake.set()
+
+    async def _sleep(self) -> None:
+        delay = self._idle_poll
+        with contextlib.suppress(Exception):
+            next_at = await self._store.next_job_at(self._kinds)
+            if next_at is not None:
+                delay = min(delay, max(0.0, next_at - time.time()))
+        if delay <= 0 and len(self._active) >= self._concurrency:
+            delay = self._idle_poll
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _handle(self, job: JobRecord) -> None:
+        try:
+            outcome = await self._handlers[job.kind](job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("job %s (%s) raised", job.id, job.kind)
+            outcome = Outcome("retry", error=f"{type(exc).__name__}: {exc}")
+        now = time.time()
+        status: Literal["pending", "done", "failed"] = "pending"
+        next_at = now
+        if outcome.result == "done":
+            status = "done"
+        elif outcome.result == "failed" or now - job.created_at >= self._retry.give_up_after:
+            status = "failed"
+        else:
+            wait = self._retry.delay(job.attempts)
+            if outcome.retry_after is not None:
+                wait = max(wait, outcome.retry_after)
+            next_at = now + wait
+        try:
+            await self._store.finish_job(
+                job,
+                status=status,
+                next_at=next_at,
+                last_status=outcome.last_status,
+                last_error=outcome.error,
+                event=outcome.event,
+            )
+        except Exception:
+            # The lease expires and another pass retries the job: at least once, never lost.
+            log.exception("recording the outcome of job %s failed", job.id)

@@ -1,0 +1,1 @@
+"""Notifiers: how reviewers hear about a run (email, Telegram)."""

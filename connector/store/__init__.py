@@ -1,0 +1,27 @@
+"""Storage: the only package that contains SQL."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from .base import Event, JobRecord, MailRecord, NewJob, RunRecord, Store
+from .sqlite import SQLiteStore, open_sqlite_store
+
+__all__ = [
+    "Event",
+    "JobRecord",
+    "MailRecord",
+    "NewJob",
+    "RunRecord",
+    "SQLiteStore",
+    "Store",
+    "open_store",
+]
+
+
+@contextlib.asynccontextmanager
+async def open_store(database_path: str) -> AsyncIterator[Store]:
+    """Open the store the settings name; SQLite is the embedded default."""
+    async with open_sqlite_store(database_path) as store:
+        yield store

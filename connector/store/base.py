@@ -1,0 +1,146 @@
+"""The storage interface. SQLite implements it now; a PostgreSQL store will implement it later.
+
+No correctness may depend on there being a single process: decisions are conditional updates and
+jobs are claimed with an expiring lease, so several workers (or instances) can share one store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+JobStatus = Literal["pending", "done", "failed"]
+
+
+@dataclass
+class RunRecord:
+    """A run as stored. `doc` holds what the workflow sent; `decision` the payload once decided."""
+
+    id: str
+    flow: str
+    status: str
+    created_at: float
+    deadline: float
+    doc: dict[str, Any]
+    resume: dict[str, Any] | None = None
+    idempotency_key: str | None = None
+    decision: dict[str, Any] | None = None
+    decided_at: float | None = None
+
+
+@dataclass
+class NewJob:
+    """Durable work (a resume delivery, a notification), written with the change causing it."""
+
+    id: str
+    kind: str
+    run_id: str | None
+    payload: dict[str, Any] = field(default_factory=dict)
+    body: bytes | None = None
+    next_at: float = 0.0
+
+
+@dataclass
+class JobRecord:
+    """A stored job with its progress."""
+
+    id: str
+    kind: str
+    run_id: str | None
+    payload: dict[str, Any]
+    body: bytes | None
+    status: JobStatus
+    attempts: int
+    next_at: float
+    created_at: float
+    last_status: int | None
+    last_error: str | None
+
+
+@dataclass
+class MailRecord:
+    """A message kept by the dev mailbox instead of being sent."""
+
+    id: int
+    at: float
+    to: str
+    subject: str
+    text: str
+    html: str | None
+    headers: dict[str, str]
+
+
+@dataclass
+class Event:
+    """One audit trail line."""
+
+    at: float
+    kind: str
+    detail: dict[str, Any]
+
+
+class Store(Protocol):
+    """Everything the service needs from a database."""
+
+    async def ping(self) -> None: ...
+
+    async def create_run(
+        self, run: RunRecord, jobs: list[NewJob], events: list[tuple[str, dict[str, Any]]]
+    ) -> tuple[RunRecord, bool]:
+        """Insert the run, its jobs and events at once; on an idempotency clash return the
+        existing run and False."""
+        ...
+
+    async def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    async def list_runs(
+        self, *, status: str | None, flow: str | None, limit: int, before: str | None
+    ) -> list[RunRecord]: ...
+
+    async def decide(
+        self,
+        run_id: str,
+        *,
+        status: str,
+        decision: dict[str, Any],
+        decided_at: float,
+        jobs: list[NewJob],
+        events: list[tuple[str, dict[str, Any]]],
+    ) -> bool:
+        """Record the decision only if the run is still pending; True when this call won."""
+        ...
+
+    async def add_event(self, run_id: str, kind: str, detail: dict[str, Any]) -> None: ...
+
+    async def events(self, run_id: str) -> list[Event]: ...
+
+    async def due_runs(self, now: float, limit: int) -> list[RunRecord]: ...
+
+    async def next_deadline(self) -> float | None: ...
+
+    async def claim_jobs(
+        self, now: float, *, limit: int, lease: float, kinds: tuple[str, ...]
+    ) -> list[JobRecord]: ...
+
+    async def finish_job(
+        self,
+        job: JobRecord,
+        *,
+        status: JobStatus,
+        next_at: float,
+        last_status: int | None,
+        last_error: str | None,
+        event: tuple[str, dict[str, Any]] | None = None,
+    ) -> None: ...
+
+    async def next_job_at(self, kinds: tuple[str, ...]) -> float | None: ...
+
+    async def jobs_for_run(self, run_id: str, kind: str) -> list[JobRecord]: ...
+
+    async def requeue_job(self, job_id: str, now: float) -> None: ...
+
+    async def add_mail(
+        self, *, to: str, subject: str, text: str, html: str | None, headers: dict[str, str]
+    ) -> None: ...
+
+    async def list_mail(self, limit: int) -> list[MailRecord]: ...

@@ -1,0 +1,60 @@
+"""Versioned SQLite migrations; each entry runs once, in order, inside a transaction."""
+
+MIGRATIONS: list[str] = [
+    # 1: runs, their audit trail, durable jobs, and the dev mailbox
+    """
+    CREATE TABLE runs (
+        id TEXT PRIMARY KEY,
+        flow TEXT NOT NULL,
+        status TEXT NOT NULL,
+        idempotency_key TEXT,
+        created_at REAL NOT NULL,
+        deadline REAL NOT NULL,
+        decided_at REAL,
+        doc TEXT NOT NULL,
+        resume TEXT,
+        decision TEXT
+    );
+    CREATE UNIQUE INDEX runs_idempotency ON runs (flow, idempotency_key)
+        WHERE idempotency_key IS NOT NULL;
+    CREATE INDEX runs_pending_deadline ON runs (deadline) WHERE status = 'pending';
+    CREATE INDEX runs_flow ON runs (flow, id);
+    CREATE INDEX runs_status ON runs (status, id);
+
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX events_run ON events (run_id, id);
+
+    CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        run_id TEXT,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        body BLOB,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_at REAL NOT NULL,
+        lease_until REAL NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        last_status INTEGER,
+        last_error TEXT
+    );
+    CREATE INDEX jobs_due ON jobs (next_at) WHERE status = 'pending';
+    CREATE INDEX jobs_run ON jobs (run_id, kind);
+
+    CREATE TABLE dev_mail (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at REAL NOT NULL,
+        recipient TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        text TEXT NOT NULL,
+        html TEXT,
+        headers TEXT NOT NULL
+    );
+    """,
+]

@@ -1,0 +1,1 @@
+"""HTTP layer: handlers parse, call the service, and render; no SQL or signing details here."""

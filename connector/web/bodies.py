@@ -1,0 +1,43 @@
+"""Reading request bodies into models, with clear 400/413/422 errors."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from ..errors import BadRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; 400 when it is not one (413 when too large)."""
+    raw = await request.read()
+    if not raw.strip():
+        raise BadRequest("request body is empty; send a JSON object")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise BadRequest("request body must be a JSON object")
+    return data
+
+
+async def parse_body(request: web.Request, model: type[M]) -> M:
+    """The body validated against `model` (422 with details when it does not fit)."""
+    return model.model_validate(await read_json_object(request))
+
+
+def json_model(
+    model: BaseModel, *, status: int = 200, exclude: set[str] | None = None
+) -> web.Response:
+    """A pydantic model as a JSON response."""
+    return web.Response(
+        body=model.model_dump_json(by_alias=True, exclude=exclude),
+        status=status,
+        content_type="application/json",
+    )

@@ -1,0 +1,17 @@
+"""Typed application keys shared by the app factory and the handlers."""
+
+from __future__ import annotations
+
+import jinja2
+from aiohttp import web
+
+from ..config import Settings
+from ..jobs import JobRunner
+from ..service import RunService
+from ..store import Store
+
+settings_key = web.AppKey("settings", Settings)
+store_key = web.AppKey("store", Store)
+service_key = web.AppKey("service", RunService)
+runner_key = web.AppKey("runner", JobRunner)
+templates_key = web.AppKey("templates", jinja2.Environment)
