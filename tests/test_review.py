@@ -6,9 +6,21 @@ import asyncio
 import json
 import re
 
+from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks.webhooks import Webhook
 
-from .conftest import AUTH, create_run, fetch_run, review_links, run_body
+from connector.app import create_app
+from connector.web.keys import service_key, store_key
+
+from .conftest import (
+    AUTH,
+    create_run,
+    eventually,
+    fetch_run,
+    make_settings,
+    review_links,
+    run_body,
+)
 
 WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
@@ -63,7 +75,7 @@ async def test_approve_with_edit_delivers_exact_payload(connector, receiver):
 
 
 async def eventually_delivered(client, run_id):
-    from .conftest import eventually
+    """Wait until the run's resume delivery is reported delivered."""
 
     async def delivered():
         run = await fetch_run(client, run_id)
@@ -98,9 +110,9 @@ async def test_second_click_sees_first_decision(client, receiver):
     later_view = await client.get(links["bob@example.com"])
     assert "approved" in await later_view.text() and "Ann" in await later_view.text()
     assert (await fetch_run(client, run["id"]))["status"] == "approved"
-    await receiver.wait_for(1)
-    await asyncio.sleep(0.2)  # give a wrongly queued second callback the chance to show up
+    await eventually_delivered(client, run["id"])
     assert len(receiver.received) == 1
+    assert len(await client.app[store_key].jobs_for_run(run["id"], "resume")) == 1
 
 
 async def test_get_and_head_never_decide(client, receiver):
@@ -175,7 +187,7 @@ async def test_expired_link_is_gone(connector, receiver, tmp_path):
         flows={"news": {"reviewers": [{"email": "ann@example.com"}], "timeout": "1h"}}
     )
     run = await create_run(client, run_body(receiver))
-    service = client.app[__import__("connector.web.keys", fromlist=["x"]).service_key]
+    service = client.app[service_key]
     record = await service.record(run["id"])
     token = service.signer.sign(record.id, "ann@example.com", record.created_at - 1)
     for response in (
@@ -188,17 +200,11 @@ async def test_expired_link_is_gone(connector, receiver, tmp_path):
 
 async def test_key_rotation_keeps_old_links_valid(connector, tmp_path, receiver):
     """Links signed with the old key still work after a new key is appended."""
-    from connector.app import create_app
-
-    from .conftest import make_settings
-
     old = await connector(secret_keys=["old-key-0123456789"])
     run = await create_run(old, run_body(receiver))
     path = (await review_links(old, run["id"]))["ann@example.com"]
     await old.close()
     rotated = make_settings(tmp_path, secret_keys=["old-key-0123456789", "new-key-9876543210"])
-    from aiohttp.test_utils import TestClient, TestServer
-
     async with TestClient(TestServer(create_app(rotated))) as new:
         assert (await new.get(path)).status == 200
         response = await new.post(path, data={"choice": "approve"})
@@ -222,9 +228,9 @@ async def test_fifty_concurrent_decisions_make_one(client, receiver):
     )
     statuses = sorted(r.status for r in responses)
     assert statuses.count(200) == 1 and statuses.count(409) == 49
-    await receiver.wait_for(1)
-    await asyncio.sleep(0.3)  # a duplicate callback, if any were queued, would arrive by now
+    await eventually_delivered(client, run["id"])
     assert len(receiver.received) == 1
+    assert len(await client.app[store_key].jobs_for_run(run["id"], "resume")) == 1
     events = (await fetch_run(client, run["id"]))["events"]
     assert [e["kind"] for e in events].count("decided") == 1
 

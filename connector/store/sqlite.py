@@ -114,6 +114,9 @@ class SQLiteStore:
         await self._writer.execute("PRAGMA synchronous=FULL")
         await self._writer.execute("PRAGMA busy_timeout=10000")
         await self._migrate(self._writer)
+        # One process owns an SQLite file, so leases left by a killed predecessor are stale:
+        # release them now instead of waiting for them to expire.
+        await self._writer.execute("UPDATE jobs SET lease_until = 0 WHERE status = 'pending'")
         self._reader = await aiosqlite.connect(self._path, isolation_level=None)
         await self._reader.execute("PRAGMA busy_timeout=10000")
         await self._reader.execute("PRAGMA query_only=ON")
