@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
@@ -15,10 +16,10 @@ from .delivery import ResumeDeliverer
 from .jobs import Handler, JobRunner, RetryPolicy
 from .links import LinkSigner
 from .notify.email import EmailChannel
-from .service import RESUME_JOB, RunService
+from .service import ESCALATE_JOB, RESUME_JOB, RunService
 from .store import open_store
 from .urlguard import AddressPolicy, GuardedResolver
-from .web.keys import runner_key, service_key, settings_key, store_key, templates_key
+from .web.keys import clock_key, runner_key, service_key, settings_key, store_key, templates_key
 from .web.middleware import error_middleware
 from .web.routes import add_routes
 from .web.templates import make_templates
@@ -32,6 +33,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
+    clock = app[clock_key]
     addresses = AddressPolicy(settings.resume_allow)
     signer = LinkSigner(signing_keys(settings), max_age=settings.max_link_age.total_seconds())
     session = aiohttp.ClientSession(
@@ -47,9 +49,11 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         addresses,
         on_work=lambda: runner_ref[0].wake() if runner_ref else None,
         on_new_deadline=lambda at: watcher_ref[0].deadline_added(at) if watcher_ref else None,
+        clock=clock,
     )
     service.add_channel(EmailChannel(service))
     handlers: dict[str, Handler] = {
+        ESCALATE_JOB: service.escalate,
         RESUME_JOB: ResumeDeliverer(
             session,
             addresses,
@@ -66,6 +70,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             base_delay=settings.retry_base_delay.total_seconds(),
             give_up_after=settings.delivery_retry_for.total_seconds(),
         ),
+        clock=clock,
     )
     watcher = DeadlineWatcher(service)
     runner_ref.append(runner)
@@ -87,10 +92,11 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         await session.close()
 
 
-def create_app(settings: Settings) -> web.Application:
-    """The whole connector as an aiohttp application."""
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
+    """The whole connector as an aiohttp application (`clock` is for tests of timing)."""
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[settings_key] = settings
+    app[clock_key] = clock
     app[templates_key] = make_templates()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_service_ctx)

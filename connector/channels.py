@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .config import FlowConfig
+from .config import FlowConfig, ReviewerConfig
 from .jobs import Handler
 from .store import NewJob, RunRecord
 
@@ -27,4 +27,10 @@ class Channel(Protocol):
 
     def on_decision(self, run: RunRecord, flow: FlowConfig | None) -> list[NewJob]:
         """Jobs to queue when a run is decided (`run.decision` is already set)."""
+        ...
+
+    def on_escalation(
+        self, run: RunRecord, flow: FlowConfig, reviewers: list[ReviewerConfig]
+    ) -> list[NewJob]:
+        """Jobs to queue when nobody decided in time and `reviewers` are brought in."""
         ...

@@ -21,6 +21,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from .rules import compile_rule
+
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -90,11 +92,51 @@ class FlowConfig(BaseModel):
     editable: list[str] = Field(default_factory=list)
     resume_url: str = ""
     resume_headers: dict[str, str] = Field(default_factory=dict)
+    auto_approve: str | None = None
+    require_review: str | None = None
+    auto_approve_mode: Literal["enforce", "shadow"] = "enforce"
+    required_approvals: int = Field(1, ge=1)
+    self_approval: bool = False
+    escalate_after: Duration | None = None
+    escalate_to: list[ReviewerConfig] = Field(default_factory=list)
+
+    @field_validator("auto_approve", "require_review")
+    @classmethod
+    def _rule_compiles(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        compile_rule(value)  # raises RuleSyntaxError (a ValueError) with the position
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FlowConfig:
+        if self.required_approvals > 1 and self.editable:
+            raise ValueError("edits need a single approver: drop editable or required_approvals")
+        if self.required_approvals > len(self.reviewers) and self.reviewers:
+            raise ValueError(
+                f"required_approvals = {self.required_approvals} but only"
+                f" {len(self.reviewers)} reviewer(s)"
+            )
+        if bool(self.escalate_after) != bool(self.escalate_to):
+            raise ValueError("escalate_after and escalate_to go together")
+        if self.escalate_after and self.escalate_after >= self.timeout:
+            raise ValueError("escalate_after must be shorter than timeout")
+        return self
 
     def reviewer(self, reviewer_id: str) -> ReviewerConfig | None:
-        """The flow's reviewer with this id, if any."""
+        """The flow's reviewer (or escalation reviewer) with this id, if any."""
         wanted = reviewer_id.lower()
-        return next((r for r in self.reviewers if r.id == wanted), None)
+        return next((r for r in [*self.reviewers, *self.escalate_to] if r.id == wanted), None)
+
+    def is_primary_reviewer(self, reviewer_id: str) -> bool:
+        """True for the flow's own reviewers (not escalation reviewers)."""
+        wanted = reviewer_id.lower()
+        return any(r.id == wanted for r in self.reviewers)
+
+    def is_escalation_reviewer(self, reviewer_id: str) -> bool:
+        """True for reviewers who may decide once the run was escalated."""
+        wanted = reviewer_id.lower()
+        return any(r.id == wanted for r in self.escalate_to)
 
 
 class Settings(BaseSettings):
@@ -110,6 +152,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path("var")
     database_url: str = ""
     api_keys: list[str] = Field(default_factory=list)
+    operator_keys: list[str] = Field(default_factory=list)
     secret_keys: list[str] = Field(default_factory=list)
     webhook_secret: str | None = None
     resume_allow: list[str] = Field(default_factory=list)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 
 from .service import RunService
 
@@ -41,7 +40,7 @@ class DeadlineWatcher:
                 self._next_at = None
             delay = self._max_sleep
             if self._next_at is not None:
-                delay = min(delay, max(0.0, self._next_at - time.time()))
+                delay = min(delay, max(0.0, self._next_at - self._service.clock()))
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=delay)

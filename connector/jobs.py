@@ -61,6 +61,7 @@ class JobRunner:
         concurrency: int = 64,
         lease: float = 120.0,
         idle_poll: float = 5.0,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._store = store
         self._handlers = handlers
@@ -69,6 +70,7 @@ class JobRunner:
         self._concurrency = concurrency
         self._lease = lease
         self._idle_poll = idle_poll
+        self._clock = clock
         self._wake = asyncio.Event()
         self._active: set[asyncio.Task[None]] = set()
 
@@ -100,7 +102,7 @@ class JobRunner:
         if free <= 0:
             return 0
         jobs = await self._store.claim_jobs(
-            time.time(), limit=free, lease=self._lease, kinds=self._kinds
+            self._clock(), limit=free, lease=self._lease, kinds=self._kinds
         )
         for job in jobs:
             task = asyncio.create_task(self._handle(job), name=f"job-{job.kind}-{job.id}")
@@ -117,7 +119,7 @@ class JobRunner:
         with contextlib.suppress(Exception):
             next_at = await self._store.next_job_at(self._kinds)
             if next_at is not None:
-                delay = min(delay, max(0.0, next_at - time.time()))
+                delay = min(delay, max(0.0, next_at - self._clock()))
         if delay <= 0 and len(self._active) >= self._concurrency:
             delay = self._idle_poll
         if delay > 0:
@@ -132,7 +134,7 @@ class JobRunner:
         except Exception as exc:
             log.exception("job %s (%s) raised", job.id, job.kind)
             outcome = Outcome("retry", error=f"{type(exc).__name__}: {exc}")
-        now = time.time()
+        now = self._clock()
         status: Literal["pending", "done", "failed"] = "pending"
         next_at = now
         if outcome.result == "done":

@@ -32,6 +32,7 @@ class LinkSigner:
     def __init__(self, secret_keys: list[str], *, max_age: float) -> None:
         if not secret_keys:
             raise ValueError("at least one signing key is required")
+        self.keys = list(secret_keys)
         # itsdangerous treats a list as rotation: the last key signs, every key verifies.
         self._serializer = URLSafeTimedSerializer(secret_keys, salt=REVIEW_SALT)
         self._max_age = int(max_age)

@@ -12,6 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ulid import ULID
@@ -19,6 +20,7 @@ from ulid import ULID
 from .channels import Channel
 from .config import FlowConfig, ReviewerConfig, Settings
 from .errors import Conflict, RunNotFound, UnknownFlow
+from .jobs import Outcome
 from .links import LinkSigner
 from .models import (
     AuditEvent,
@@ -30,24 +32,19 @@ from .models import (
     RunRequest,
     iso,
 )
-from .policy import Actor, already_decided, check_decision
+from .policy import Actor, already_decided, check_decision, evaluate_rules
 from .store import JobRecord, NewJob, RunRecord, Store
 from .urlguard import AddressPolicy, check_resume_url
 
 log = logging.getLogger(__name__)
 
 RESUME_JOB = "resume"
+ESCALATE_JOB = "escalate"
 
 
 def new_id() -> str:
     """A time-ordered unique id (ULID), so newest-first is ordering by id."""
     return str(ULID())
-
-
-def encode_payload(payload: DecisionPayload) -> bytes:
-    """The decision as the exact bytes every delivery attempt will send."""
-    data = payload.model_dump(mode="json", by_alias=True)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 class RunService:
@@ -62,11 +59,13 @@ class RunService:
         *,
         on_work: Callable[[], None] = lambda: None,
         on_new_deadline: Callable[[float], None] = lambda _: None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.store = store
         self.signer = signer
         self.addresses = addresses
+        self.clock = clock
         self._on_work = on_work
         self._on_new_deadline = on_new_deadline
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -108,7 +107,11 @@ class RunService:
     # -- pause ------------------------------------------------------------------------------
 
     async def pause(self, request: RunRequest, *, source: str = "api") -> tuple[RunRecord, bool]:
-        """Store a new run and queue its notifications; (run, created). Idempotent by key."""
+        """Store a new run and queue its notifications; (run, created). Idempotent by key.
+
+        When the flow's `auto_approve` rule matches (enforce mode), the run is stored already
+        approved by policy, with its resume job, and nobody is notified.
+        """
         flow = self.flow(request.flow)
         resume = request.resume.model_dump() if request.resume else None
         if resume is None and flow.resume_url:
@@ -116,7 +119,7 @@ class RunService:
         if resume is not None:
             await check_resume_url(resume["url"], self.addresses)
             resume["headers"] = {**flow.resume_headers, **resume["headers"]}
-        now = time.time()
+        now = self.clock()
         run = RunRecord(
             id=new_id(),
             flow=request.flow,
@@ -135,18 +138,90 @@ class RunService:
                 "requested_by": request.requested_by,
                 "metadata": request.metadata,
                 "on_timeout": flow.on_timeout,
+                "required_approvals": flow.required_approvals,
             },
         )
-        jobs = [job for channel in self.channels for job in channel.on_pause(run, flow)]
-        events = [("created", {"source": source, "requested_by": request.requested_by})]
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("created", {"source": source, "requested_by": request.requested_by})
+        ]
+        verdict = evaluate_rules(flow, run.doc)
+        if verdict is not None:
+            run.doc["policy"] = verdict.as_doc()
+            events.append(("rule", verdict.as_doc()))
+        if verdict is not None and verdict.auto_approve:
+            payload = self._payload(run, "approved", "policy", None, {}, None, now)
+            run.status, run.decision, run.decided_at = "approved", payload, now
+            jobs = self._resume_jobs(run, payload)
+            events.append(
+                ("decided", {"decision": "approved", "decided_by": "policy", "rule": verdict.rule})
+            )
+        else:
+            jobs = [job for channel in self.channels for job in channel.on_pause(run, flow)]
+            if flow.escalate_after is not None:
+                jobs.append(
+                    NewJob(
+                        id=new_id(),
+                        kind=ESCALATE_JOB,
+                        run_id=run.id,
+                        next_at=now + flow.escalate_after.total_seconds(),
+                    )
+                )
         stored, created = await self.store.create_run(run, jobs, events)
         if created:
-            self._on_new_deadline(stored.deadline)
+            if stored.status == "pending":
+                self._on_new_deadline(stored.deadline)
+            else:
+                self._release_waiters(stored.id)
             if jobs:
                 self._on_work()
         return stored, created
 
     # -- decide -----------------------------------------------------------------------------
+
+    def _payload(
+        self,
+        run: RunRecord,
+        decision: str,
+        decided_by: str,
+        actor: Actor | None,
+        changes: dict[str, Change],
+        comment: str | None,
+        now: float,
+    ) -> dict[str, Any]:
+        action = dict(run.doc["action"])
+        for key, change in changes.items():
+            action[key] = change.to
+        reviewer = None
+        if actor is not None and actor.id:
+            reviewer = ReviewerRef(id=actor.id, name=actor.name, channel=actor.channel)
+        payload = DecisionPayload(
+            run_id=run.id,
+            flow=run.flow,
+            decision=decision,
+            approved=decision == "approved",
+            action=action,
+            edited=bool(changes),
+            changes=changes,
+            comment=comment or None,
+            reviewer=reviewer,
+            decided_at=iso(now) or "",
+            decided_by=decided_by,
+        )
+        return payload.model_dump(mode="json", by_alias=True)
+
+    def _resume_jobs(self, run: RunRecord, payload: dict[str, Any]) -> list[NewJob]:
+        if not run.resume:
+            return []
+        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return [
+            NewJob(
+                id=f"msg_{new_id()}",
+                kind=RESUME_JOB,
+                run_id=run.id,
+                payload={"url": run.resume["url"], "headers": run.resume.get("headers", {})},
+                body=body,
+            )
+        ]
 
     async def decide(
         self,
@@ -160,68 +235,69 @@ class RunService:
     ) -> RunRecord:
         """Record a decision if `actor` may make it; raise AlreadyDecided when someone was first.
 
-        `approve=None` means cancel.
+        `approve=None` means cancel. On a flow needing N approvals, an approval is counted and
+        the run stays pending until the N-th distinct reviewer approves; one rejection decides.
         """
         run = await self.record(run_id)
-        check_decision(run, self.settings.flows.get(run.flow), actor, edits=edits)
-        action = dict(run.doc["action"])
-        changes: dict[str, Change] = {}
-        for key, value in (edits or {}).items():
-            if action.get(key) != value:
-                changes[key] = Change(**{"from": action.get(key), "to": value})
-                action[key] = value
-        if approve is None:
-            decision, status = "cancelled", "cancelled"
-        else:
-            decision = status = "approved" if approve else "rejected"
-        now = time.time()
-        reviewer = (
-            ReviewerRef(id=actor.id, name=actor.name, channel=actor.channel) if actor.id else None
-        )
-        payload = DecisionPayload(
-            run_id=run.id,
-            flow=run.flow,
-            decision=decision,
-            approved=status == "approved",
-            action=action,
-            edited=bool(changes),
-            changes=changes,
-            comment=comment or None,
-            reviewer=reviewer,
-            decided_at=iso(now) or "",
-            decided_by=decided_by,
-        )
-        decision_doc = payload.model_dump(mode="json", by_alias=True)
-        decided = RunRecord(
-            **{**run.__dict__, "status": status, "decision": decision_doc, "decided_at": now}
-        )
         flow = self.settings.flows.get(run.flow)
-        jobs = [job for channel in self.channels for job in channel.on_decision(decided, flow)]
-        if run.resume:
-            jobs.append(
-                NewJob(
-                    id=f"msg_{new_id()}",
-                    kind=RESUME_JOB,
-                    run_id=run.id,
-                    payload={"url": run.resume["url"], "headers": run.resume.get("headers", {})},
-                    body=encode_payload(payload),
-                )
-            )
-        event = {
-            "decision": decision,
-            "decided_by": decided_by,
-            "reviewer": actor.id,
-            "channel": actor.channel,
-            "edited": bool(changes),
+        known = flow.reviewer(actor.id) if flow is not None and actor.id else None
+        if known is not None and actor.name in (None, actor.id):
+            actor = replace(actor, name=known.display_name)
+        choice = "cancel" if approve is None else "approve" if approve else "reject"
+        check_decision(run, flow, actor, choice, edits=edits)  # type: ignore[arg-type]
+        changes = {
+            key: Change(**{"from": run.doc["action"].get(key), "to": value})
+            for key, value in (edits or {}).items()
+            if run.doc["action"].get(key) != value
         }
-        won = await self.store.decide(
-            run.id,
-            status=status,
-            decision=decision_doc,
-            decided_at=now,
-            jobs=jobs,
-            events=[("decided", event)],
+        status = {"cancel": "cancelled", "approve": "approved", "reject": "rejected"}[choice]
+        now = self.clock()
+        payload = self._payload(run, status, decided_by, actor, changes, comment, now)
+        decided = RunRecord(
+            **{**run.__dict__, "status": status, "decision": payload, "decided_at": now}
         )
+        jobs = [job for channel in self.channels for job in channel.on_decision(decided, flow)]
+        jobs += self._resume_jobs(run, payload)
+        events = [
+            (
+                "decided",
+                {
+                    "decision": status,
+                    "decided_by": decided_by,
+                    "reviewer": actor.id,
+                    "channel": actor.channel,
+                    "edited": bool(changes),
+                },
+            )
+        ]
+        required = int(run.doc.get("required_approvals", 1))
+        if choice == "approve" and required > 1 and actor.id:
+            outcome = await self.store.record_approval(
+                run.id,
+                actor.id.lower(),
+                actor.channel,
+                required=required,
+                decision=payload,
+                decided_at=now,
+                jobs=jobs,
+                events=events,
+            )
+            if outcome.result == "duplicate":
+                raise Conflict(
+                    f"you already approved; {outcome.approvals} of {required} approvals so far"
+                )
+            if outcome.result == "counted":
+                return await self.record(run.id)
+            won = outcome.result == "decided"
+        else:
+            won = await self.store.decide(
+                run.id,
+                status=status,
+                decision=payload,
+                decided_at=now,
+                jobs=jobs,
+                events=events,
+            )
         if not won:
             raise already_decided(await self.record(run.id))
         if jobs:
@@ -232,12 +308,16 @@ class RunService:
     async def cancel(self, run_id: str, *, reason: str | None = None) -> RunRecord:
         """Cancel a pending run; the resume target hears `cancelled`."""
         return await self.decide(
-            run_id, Actor("api", channel="api"), approve=None, comment=reason, decided_by="api"
+            run_id,
+            Actor("system", channel="api"),
+            approve=None,
+            comment=reason,
+            decided_by="api",
         )
 
     async def expire_due(self, *, limit: int = 500) -> int:
         """Decide every run whose deadline has passed by its flow's `on_timeout`."""
-        due = await self.store.due_runs(time.time(), limit)
+        due = await self.store.due_runs(self.clock(), limit)
         decided = 0
         for run in due:
             approve = run.doc.get("on_timeout", "reject") == "approve"
@@ -251,13 +331,30 @@ class RunService:
                 decided += 1
         return decided
 
+    async def escalate(self, job: JobRecord) -> Outcome:
+        """Job handler: nobody decided in time, so bring in the flow's escalation reviewers."""
+        run = await self.store.get_run(job.run_id or "")
+        flow = self.settings.flows.get(run.flow) if run else None
+        if run is None or flow is None or run.status != "pending":
+            return Outcome("done")
+        now = self.clock()
+        jobs = [
+            job
+            for channel in self.channels
+            for job in channel.on_escalation(run, flow, flow.escalate_to)
+        ]
+        detail = {"to": [r.id for r in flow.escalate_to]}
+        if await self.store.mark_escalated(run.id, now, jobs, [("escalated", detail)]) and jobs:
+            self._on_work()
+        return Outcome("done")
+
     async def redeliver(self, run_id: str) -> RunRecord:
         """Send the recorded decision again (same webhook-id), e.g. after a failed delivery."""
         run = await self.record(run_id)
         jobs = await self.store.jobs_for_run(run.id, RESUME_JOB)
         if run.status == "pending" or not jobs:
             raise Conflict("nothing to redeliver: the run is undecided or has no resume URL")
-        await self.store.requeue_job(jobs[-1].id, time.time())
+        await self.store.requeue_job(jobs[-1].id, self.clock())
         await self.store.add_event(run.id, "redeliver", {})
         self._on_work()
         return run

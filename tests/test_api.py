@@ -148,7 +148,7 @@ async def test_wait_returns_when_decided(client):
     assert not waiter.done()
     await client.post(
         f"/v1/runs/{run['id']}/decision",
-        json={"decision": "reject", "reviewer": "ops"},
+        json={"decision": "reject", "reviewer": "ann@example.com"},
         headers=AUTH,
     )
     response = await asyncio.wait_for(waiter, 5)
@@ -169,7 +169,7 @@ async def test_decision_api_refuses_locked_edits(client):
     run = await create_run(client, run_body())
     response = await client.post(
         f"/v1/runs/{run['id']}/decision",
-        json={"decision": "approve", "reviewer": "ops", "action": {"list": "all"}},
+        json={"decision": "approve", "reviewer": "ann@example.com", "action": {"list": "all"}},
         headers=AUTH,
     )
     assert response.status == 422

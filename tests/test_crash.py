@@ -90,7 +90,7 @@ async def load(
                     run_id = random.choice(sorted(acked_runs))
                     async with session.post(
                         f"{base}/v1/runs/{run_id}/decision",
-                        json={"decision": "approve", "reviewer": "ops"},
+                        json={"decision": "approve", "reviewer": "ann@example.com"},
                         headers=AUTH,
                     ) as response:
                         if response.status == 200:

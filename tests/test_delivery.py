@@ -25,7 +25,7 @@ def free_port() -> int:
 async def decide(client, run_id: str, decision: str = "approve") -> None:
     response = await client.post(
         f"/v1/runs/{run_id}/decision",
-        json={"decision": decision, "reviewer": "ops"},
+        json={"decision": decision, "reviewer": "ann@example.com"},
         headers=AUTH,
     )
     assert response.status == 200, await response.text()

@@ -240,7 +240,11 @@ async def test_api_decision_and_cancel(client, receiver):
     run = await create_run(client, run_body(receiver))
     response = await client.post(
         f"/v1/runs/{run['id']}/decision",
-        json={"decision": "approve", "reviewer": "ops-bot", "action": {"subject": "Edited"}},
+        json={
+            "decision": "approve",
+            "reviewer": "bob@example.com",
+            "action": {"subject": "Edited"},
+        },
         headers=AUTH,
     )
     data = await response.json()

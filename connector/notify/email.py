@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from email.utils import make_msgid
 
-from ..config import FlowConfig
+from ..config import FlowConfig, ReviewerConfig
 from ..jobs import Handler, Outcome
 from ..service import RunService, new_id
 from ..store import JobRecord, NewJob, RunRecord
@@ -29,11 +29,21 @@ class EmailChannel:
         return {EMAIL_JOB: self.send_request}
 
     def on_pause(self, run: RunRecord, flow: FlowConfig) -> list[NewJob]:
+        return self._requests(run, flow, flow.reviewers)
+
+    def on_escalation(
+        self, run: RunRecord, flow: FlowConfig, reviewers: list[ReviewerConfig]
+    ) -> list[NewJob]:
+        return self._requests(run, flow, reviewers)
+
+    def _requests(
+        self, run: RunRecord, flow: FlowConfig, reviewers: list[ReviewerConfig]
+    ) -> list[NewJob]:
         if "email" not in flow.channels:
             return []
         return [
             NewJob(id=new_id(), kind=EMAIL_JOB, run_id=run.id, payload={"reviewer": r.id})
-            for r in flow.reviewers
+            for r in reviewers
             if r.email
         ]
 

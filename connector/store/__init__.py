@@ -5,11 +5,22 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from .base import Event, JobRecord, MailRecord, NewJob, RunRecord, Store
+from .base import (
+    ApprovalOutcome,
+    Event,
+    FlowCounts,
+    JobRecord,
+    MailRecord,
+    NewJob,
+    RunRecord,
+    Store,
+)
 from .sqlite import SQLiteStore, open_sqlite_store
 
 __all__ = [
+    "ApprovalOutcome",
     "Event",
+    "FlowCounts",
     "JobRecord",
     "MailRecord",
     "NewJob",

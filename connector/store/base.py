@@ -26,6 +26,7 @@ class RunRecord:
     idempotency_key: str | None = None
     decision: dict[str, Any] | None = None
     decided_at: float | None = None
+    escalated_at: float | None = None
 
 
 @dataclass
@@ -79,6 +80,32 @@ class Event:
     detail: dict[str, Any]
 
 
+@dataclass
+class ApprovalOutcome:
+    """What recording one approval of an N-of-M run did."""
+
+    result: Literal["counted", "decided", "duplicate", "not_pending"]
+    approvals: int
+
+
+@dataclass
+class FlowCounts:
+    """Raw numbers behind a flow's statistics."""
+
+    runs: int = 0
+    pending: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    by_decided_by: dict[str, int] = field(default_factory=dict)
+    human_decisions: int = 0
+    human_approved_unchanged: int = 0
+    human_edited: int = 0
+    human_rejected: int = 0
+    shadow_would_approve: int = 0
+    shadow_agreed: int = 0
+    shadow_decided: int = 0
+    decision_seconds: list[float] = field(default_factory=list)
+
+
 class Store(Protocol):
     """Everything the service needs from a database."""
 
@@ -109,6 +136,33 @@ class Store(Protocol):
     ) -> bool:
         """Record the decision only if the run is still pending; True when this call won."""
         ...
+
+    async def record_approval(
+        self,
+        run_id: str,
+        reviewer_id: str,
+        channel: str,
+        *,
+        required: int,
+        decision: dict[str, Any],
+        decided_at: float,
+        jobs: list[NewJob],
+        events: list[tuple[str, dict[str, Any]]],
+    ) -> ApprovalOutcome:
+        """Count one reviewer's approval; with `required` distinct approvals, decide the run."""
+        ...
+
+    async def approvals(self, run_id: str) -> list[str]:
+        """Reviewer ids that approved an N-of-M run so far."""
+        ...
+
+    async def mark_escalated(
+        self, run_id: str, at: float, jobs: list[NewJob], events: list[tuple[str, dict[str, Any]]]
+    ) -> bool:
+        """Mark a pending, not yet escalated run as escalated; True when this call did it."""
+        ...
+
+    async def flow_counts(self, flow: str, since: float) -> FlowCounts: ...
 
     async def add_event(self, run_id: str, kind: str, detail: dict[str, Any]) -> None: ...
 

@@ -57,4 +57,21 @@ MIGRATIONS: list[str] = [
         headers TEXT NOT NULL
     );
     """,
+    # 2: flow policies — N-of-M votes, escalation, and columns the flow statistics aggregate
+    """
+    ALTER TABLE runs ADD COLUMN decided_by TEXT;
+    ALTER TABLE runs ADD COLUMN edited INTEGER;
+    ALTER TABLE runs ADD COLUMN rule_mode TEXT;
+    ALTER TABLE runs ADD COLUMN would_approve INTEGER;
+    ALTER TABLE runs ADD COLUMN escalated_at REAL;
+    CREATE INDEX runs_flow_created ON runs (flow, created_at);
+
+    CREATE TABLE votes (
+        run_id TEXT NOT NULL,
+        reviewer_id TEXT NOT NULL,
+        at REAL NOT NULL,
+        channel TEXT NOT NULL,
+        PRIMARY KEY (run_id, reviewer_id)
+    );
+    """,
 ]

@@ -19,7 +19,16 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .base import Event, JobRecord, JobStatus, MailRecord, NewJob, RunRecord
+from .base import (
+    ApprovalOutcome,
+    Event,
+    FlowCounts,
+    JobRecord,
+    JobStatus,
+    MailRecord,
+    NewJob,
+    RunRecord,
+)
 from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -29,7 +38,8 @@ WriteOp = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
 _MAX_BATCH = 512
 _RUN_COLUMNS = (
-    "id, flow, status, idempotency_key, created_at, deadline, decided_at, doc, resume, decision"
+    "id, flow, status, idempotency_key, created_at, deadline, decided_at, doc, resume, decision,"
+    " escalated_at"
 )
 _JOB_COLUMNS = (
     "id, kind, run_id, payload, body, status, attempts, next_at, created_at, last_status,"
@@ -53,6 +63,7 @@ def _run_from_row(row: sqlite3.Row | tuple[Any, ...]) -> RunRecord:
         doc=json.loads(row[7]),
         resume=json.loads(row[8]) if row[8] else None,
         decision=json.loads(row[9]) if row[9] else None,
+        escalated_at=row[10],
     )
 
 
@@ -92,6 +103,35 @@ async def _insert_jobs(db: aiosqlite.Connection, jobs: list[NewJob], now: float)
                 for j in jobs
             ],
         )
+
+
+async def _decide(
+    db: aiosqlite.Connection,
+    run_id: str,
+    status: str,
+    decision: dict[str, Any],
+    decided_at: float,
+    jobs: list[NewJob],
+    events: list[tuple[str, dict[str, Any]]],
+) -> bool:
+    # The conditional update is the whole "first decision wins" rule.
+    cursor = await db.execute(
+        "UPDATE runs SET status = ?, decision = ?, decided_at = ?, decided_by = ?, edited = ?"
+        " WHERE id = ? AND status = 'pending'",
+        (
+            status,
+            _dumps(decision),
+            decided_at,
+            decision.get("decided_by"),
+            int(bool(decision.get("edited"))),
+            run_id,
+        ),
+    )
+    if cursor.rowcount != 1:
+        return False
+    await _insert_events(db, run_id, events, decided_at)
+    await _insert_jobs(db, jobs, decided_at)
+    return True
 
 
 class SQLiteStore:
@@ -203,8 +243,11 @@ class SQLiteStore:
         self, run: RunRecord, jobs: list[NewJob], events: list[tuple[str, dict[str, Any]]]
     ) -> tuple[RunRecord, bool]:
         async def op(db: aiosqlite.Connection) -> tuple[RunRecord, bool]:
+            verdict = run.doc.get("policy") or {}
+            decision = run.decision or {}
             cursor = await db.execute(
-                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, decided_by, edited, rule_mode,"
+                " would_approve) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     run.id,
                     run.flow,
@@ -216,6 +259,11 @@ class SQLiteStore:
                     _dumps(run.doc),
                     _dumps(run.resume) if run.resume else None,
                     _dumps(run.decision) if run.decision else None,
+                    run.escalated_at,
+                    decision.get("decided_by"),
+                    int(bool(decision.get("edited"))) if decision else None,
+                    verdict.get("mode"),
+                    int(verdict["would_approve"]) if "would_approve" in verdict else None,
                 ),
             )
             if cursor.rowcount == 0:
@@ -270,20 +318,121 @@ class SQLiteStore:
         events: list[tuple[str, dict[str, Any]]],
     ) -> bool:
         async def op(db: aiosqlite.Connection) -> bool:
-            # The conditional update is the whole "first decision wins" rule.
-            cursor = await db.execute(
-                "UPDATE runs SET status = ?, decision = ?, decided_at = ?"
-                " WHERE id = ? AND status = 'pending'",
-                (status, _dumps(decision), decided_at, run_id),
-            )
-            if cursor.rowcount != 1:
-                return False
-            await _insert_events(db, run_id, events, decided_at)
-            await _insert_jobs(db, jobs, decided_at)
-            return True
+            return await _decide(db, run_id, status, decision, decided_at, jobs, events)
 
         won: bool = await self._write(op)
         return won
+
+    async def record_approval(
+        self,
+        run_id: str,
+        reviewer_id: str,
+        channel: str,
+        *,
+        required: int,
+        decision: dict[str, Any],
+        decided_at: float,
+        jobs: list[NewJob],
+        events: list[tuple[str, dict[str, Any]]],
+    ) -> ApprovalOutcome:
+        async def op(db: aiosqlite.Connection) -> ApprovalOutcome:
+            async with db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)) as cursor:
+                row = await cursor.fetchone()
+            if row is None or row[0] != "pending":
+                return ApprovalOutcome("not_pending", 0)
+            added = await db.execute(
+                "INSERT OR IGNORE INTO votes (run_id, reviewer_id, at, channel) VALUES (?,?,?,?)",
+                (run_id, reviewer_id, decided_at, channel),
+            )
+            async with db.execute(
+                "SELECT COUNT(*) FROM votes WHERE run_id = ?", (run_id,)
+            ) as cursor:
+                count_row = await cursor.fetchone()
+            count = count_row[0] if count_row else 0
+            if added.rowcount == 0:
+                return ApprovalOutcome("duplicate", count)
+            if count < required:
+                detail = {
+                    "reviewer": reviewer_id,
+                    "channel": channel,
+                    "approvals": count,
+                    "required": required,
+                }
+                await _insert_events(db, run_id, [("approval", detail)], decided_at)
+                return ApprovalOutcome("counted", count)
+            won = await _decide(db, run_id, "approved", decision, decided_at, jobs, events)
+            return ApprovalOutcome("decided" if won else "not_pending", count)
+
+        outcome: ApprovalOutcome = await self._write(op)
+        return outcome
+
+    async def approvals(self, run_id: str) -> list[str]:
+        async with self._read().execute(
+            "SELECT reviewer_id FROM votes WHERE run_id = ? ORDER BY at", (run_id,)
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [r[0] for r in rows]
+
+    async def mark_escalated(
+        self, run_id: str, at: float, jobs: list[NewJob], events: list[tuple[str, dict[str, Any]]]
+    ) -> bool:
+        async def op(db: aiosqlite.Connection) -> bool:
+            cursor = await db.execute(
+                "UPDATE runs SET escalated_at = ? WHERE id = ? AND status = 'pending'"
+                " AND escalated_at IS NULL",
+                (at, run_id),
+            )
+            if cursor.rowcount != 1:
+                return False
+            await _insert_events(db, run_id, events, at)
+            await _insert_jobs(db, jobs, at)
+            return True
+
+        done: bool = await self._write(op)
+        return done
+
+    async def flow_counts(self, flow: str, since: float) -> FlowCounts:
+        db = self._read()
+        counts = FlowCounts()
+        human = "decided_by IN ('reviewer', 'api')"
+        async with db.execute(
+            "SELECT status, decided_by, COUNT(*) FROM runs WHERE flow = ? AND created_at >= ?"
+            " GROUP BY status, decided_by",
+            (flow, since),
+        ) as cursor:
+            for status, decided_by, n in await cursor.fetchall():
+                counts.runs += n
+                counts.by_status[status] = counts.by_status.get(status, 0) + n
+                if decided_by:
+                    counts.by_decided_by[decided_by] = counts.by_decided_by.get(decided_by, 0) + n
+        counts.pending = counts.by_status.get("pending", 0)
+        async with db.execute(
+            f"SELECT COUNT(*),"
+            f" SUM(status = 'approved' AND NOT edited), SUM(edited), SUM(status = 'rejected'),"
+            f" SUM(rule_mode = 'shadow'),"
+            f" SUM(rule_mode = 'shadow' AND would_approve),"
+            f" SUM(rule_mode = 'shadow' AND would_approve AND status = 'approved' AND NOT edited)"
+            f" FROM runs WHERE flow = ? AND created_at >= ? AND {human}",
+            (flow, since),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is not None:
+            (
+                counts.human_decisions,
+                counts.human_approved_unchanged,
+                counts.human_edited,
+                counts.human_rejected,
+                counts.shadow_decided,
+                counts.shadow_would_approve,
+                counts.shadow_agreed,
+            ) = (int(v or 0) for v in row)
+        async with db.execute(
+            f"SELECT decided_at - created_at FROM runs WHERE flow = ? AND created_at >= ?"
+            f" AND {human} ORDER BY 1",
+            (flow, since),
+        ) as cursor:
+            counts.decision_seconds = [r[0] for r in await cursor.fetchall()]
+        return counts
 
     async def add_event(self, run_id: str, kind: str, detail: dict[str, Any]) -> None:
         async def op(db: aiosqlite.Connection) -> None:

@@ -7,7 +7,7 @@ from aiohttp import web
 from ..errors import BadRequest, EditNotAllowed
 from ..models import DecisionRequest, RunPage, RunRequest
 from ..policy import Actor
-from .auth import require_api_key
+from .auth import is_operator_key, require_api_key
 from .bodies import json_model, parse_body, read_json_object
 from .keys import service_key, store_key
 
@@ -84,7 +84,7 @@ async def cancel_run(request: web.Request) -> web.Response:
 
 async def decide_run(request: web.Request) -> web.Response:
     """POST /v1/runs/{id}/decision: a program or operator decides."""
-    require_api_key(request)
+    key = require_api_key(request)
     body = await parse_body(request, DecisionRequest)
     service = request.app[service_key]
     run_id = request.match_info["run_id"]
@@ -93,7 +93,11 @@ async def decide_run(request: web.Request) -> web.Response:
         raise EditNotAllowed("an edited action only makes sense with approve")
     record = await service.decide(
         run_id,
-        Actor("api", id=body.reviewer, name=body.reviewer, channel="api"),
+        Actor(
+            "operator" if is_operator_key(request, key) else "api",
+            id=body.reviewer,
+            channel="api",
+        ),
         approve=body.decision == "approve",
         edits=edits,
         comment=body.comment,

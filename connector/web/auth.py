@@ -38,8 +38,14 @@ def key_matches(presented: str, keys: list[str]) -> bool:
 
 
 def require_api_key(request: web.Request) -> str:
-    """The caller's key if it is one of `api_keys`; 401 otherwise."""
+    """The caller's key if it is one of `api_keys` or `operator_keys`; 401 otherwise."""
+    settings = request.app[settings_key]
     presented = presented_key(request)
-    if not presented or not key_matches(presented, request.app[settings_key].api_keys):
+    if not presented or not key_matches(presented, [*settings.api_keys, *settings.operator_keys]):
         raise Unauthorized()
     return presented
+
+
+def is_operator_key(request: web.Request, key: str) -> bool:
+    """Operator keys may decide in anyone's name; plain API keys only as a flow reviewer."""
+    return key_matches(key, request.app[settings_key].operator_keys)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import jinja2
 from aiohttp import web
 
@@ -15,3 +17,4 @@ store_key = web.AppKey("store", Store)
 service_key = web.AppKey("service", RunService)
 runner_key = web.AppKey("runner", JobRunner)
 templates_key = web.AppKey("templates", jinja2.Environment)
+clock_key: web.AppKey[Callable[[], float]] = web.AppKey("clock")

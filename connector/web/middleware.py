@@ -18,7 +18,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _for_people(request: web.Request) -> bool:
-    return request.path.startswith("/r/") or request.path.startswith("/dev/")
+    return request.path.startswith(("/r/", "/dev/", "/flows"))
 
 
 def validation_details(error: ValidationError) -> list[dict[str, Any]]:

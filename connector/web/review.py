@@ -108,6 +108,7 @@ def _page(
     error: str | None = None,
     status: int = 200,
     form: dict[str, str] | None = None,
+    approvals: list[str] | None = None,
 ) -> web.Response:
     fields = action_fields(run)
     if form:
@@ -129,6 +130,8 @@ def _page(
         deadline=iso(run.deadline),
         created=iso(run.created_at),
         context_text={k: _as_text(v) for k, v in (run.doc.get("context") or {}).items()},
+        required=int(run.doc.get("required_approvals", 1)),
+        approvals=approvals or [],
     )
 
 
@@ -146,7 +149,19 @@ async def show(request: web.Request) -> web.Response:
             run.id, "viewed", {"reviewer": claims.reviewer_id, "channel": claims.channel}
         )
     choice = request.query.get("choice")
-    return _page(request, run, reviewer, choice=choice if choice in _CHOICES else None)
+    return _page(
+        request,
+        run,
+        reviewer,
+        choice=choice if choice in _CHOICES else None,
+        approvals=await _approvals(request, run),
+    )
+
+
+async def _approvals(request: web.Request, run: RunRecord) -> list[str]:
+    if int(run.doc.get("required_approvals", 1)) <= 1:
+        return []
+    return await request.app[service_key].store.approvals(run.id)
 
 
 async def submit(request: web.Request) -> web.Response:
@@ -184,5 +199,21 @@ async def submit(request: web.Request) -> web.Response:
     except AlreadyDecided:
         return _decided_page(request, await service.record(run.id), status=409)
     except ConnectorError as exc:
-        return _page(request, run, reviewer, form=form, error=exc.message, status=exc.status)
+        return _page(
+            request,
+            run,
+            reviewer,
+            form=form,
+            error=exc.message,
+            status=exc.status,
+            approvals=await _approvals(request, run),
+        )
+    if decided.status == "pending":
+        return render(
+            request,
+            "counted.html",
+            run=decided,
+            approvals=await _approvals(request, decided),
+            required=int(decided.doc.get("required_approvals", 1)),
+        )
     return render(request, "result.html", run=decided, decision=decided.decision or {})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api, mailbox, openapi, review
+from . import api, flows, mailbox, openapi, review
 
 
 def add_routes(app: web.Application, *, dev_mailbox: bool) -> None:
@@ -17,6 +17,11 @@ def add_routes(app: web.Application, *, dev_mailbox: bool) -> None:
     app.router.add_get("/v1/runs/{run_id}/wait", api.wait_run, name="wait_run")
     app.router.add_post("/v1/runs/{run_id}/redeliver", api.redeliver_run, name="redeliver_run")
     app.router.add_get("/v1/openapi.json", openapi.openapi_json, name="openapi")
+    app.router.add_get("/v1/flows", flows.list_flows, name="list_flows")
+    app.router.add_get("/v1/flows/{flow}/stats", flows.get_flow_stats, name="flow_stats")
+    app.router.add_get("/flows", flows.flows_page, name="flows_page")
+    app.router.add_post("/flows/login", flows.login, name="flows_login")
+    app.router.add_post("/flows/logout", flows.logout, name="flows_logout")
     app.router.add_get("/healthz", api.healthz, name="healthz")
     app.router.add_get("/r/{token}", review.show, name="review")
     app.router.add_post("/r/{token}", review.submit, name="review_submit")
