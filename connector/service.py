@@ -388,7 +388,8 @@ class RunService:
 
     async def to_api(self, run: RunRecord, *, with_events: bool = False) -> Run:
         """The run as the API shows it, with its delivery state (and audit trail)."""
-        jobs = await self.store.jobs_for_run(run.id, RESUME_JOB)
+        # Only a decided run can have a resume job: skip the query on the hot pause path.
+        jobs = [] if run.status == "pending" else await self.store.jobs_for_run(run.id, RESUME_JOB)
         delivery = delivery_state(jobs[-1]) if jobs else None
         events = None
         if with_events:

@@ -13,7 +13,8 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,7 +35,7 @@ from .schema import MIGRATIONS
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-WriteOp = Callable[[aiosqlite.Connection], Awaitable[Any]]
+WriteOp = Callable[[sqlite3.Connection], Any]
 
 _MAX_BATCH = 512
 _RUN_COLUMNS = (
@@ -83,19 +84,19 @@ def _job_from_row(row: sqlite3.Row | tuple[Any, ...]) -> JobRecord:
     )
 
 
-async def _insert_events(
-    db: aiosqlite.Connection, run_id: str, events: list[tuple[str, dict[str, Any]]], at: float
+def _insert_events(
+    db: sqlite3.Connection, run_id: str, events: list[tuple[str, dict[str, Any]]], at: float
 ) -> None:
     if events:
-        await db.executemany(
+        db.executemany(
             "INSERT INTO events (run_id, at, kind, detail) VALUES (?, ?, ?, ?)",
             [(run_id, at, kind, _dumps(detail)) for kind, detail in events],
         )
 
 
-async def _insert_jobs(db: aiosqlite.Connection, jobs: list[NewJob], now: float) -> None:
+def _insert_jobs(db: sqlite3.Connection, jobs: list[NewJob], now: float) -> None:
     if jobs:
-        await db.executemany(
+        db.executemany(
             "INSERT INTO jobs (id, run_id, kind, payload, body, status, next_at, created_at)"
             " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
             [
@@ -105,8 +106,8 @@ async def _insert_jobs(db: aiosqlite.Connection, jobs: list[NewJob], now: float)
         )
 
 
-async def _decide(
-    db: aiosqlite.Connection,
+def _decide(
+    db: sqlite3.Connection,
     run_id: str,
     status: str,
     decision: dict[str, Any],
@@ -115,7 +116,7 @@ async def _decide(
     events: list[tuple[str, dict[str, Any]]],
 ) -> bool:
     # The conditional update is the whole "first decision wins" rule.
-    cursor = await db.execute(
+    cursor = db.execute(
         "UPDATE runs SET status = ?, decision = ?, decided_at = ?, decided_by = ?, edited = ?"
         " WHERE id = ? AND status = 'pending'",
         (
@@ -129,8 +130,8 @@ async def _decide(
     )
     if cursor.rowcount != 1:
         return False
-    await _insert_events(db, run_id, events, decided_at)
-    await _insert_jobs(db, jobs, decided_at)
+    _insert_events(db, run_id, events, decided_at)
+    _insert_jobs(db, jobs, decided_at)
     return True
 
 
@@ -139,7 +140,10 @@ class SQLiteStore:
 
     def __init__(self, path: str) -> None:
         self._path = path
-        self._writer: aiosqlite.Connection | None = None
+        # Writes run on one dedicated thread with its own connection: a whole batch of queued
+        # operations costs one hop between the event loop and the thread, not one per statement.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
+        self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
@@ -148,43 +152,50 @@ class SQLiteStore:
 
     async def open(self) -> None:
         Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await aiosqlite.connect(self._path, isolation_level=None)
-        await self._writer.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before the caller hears about it, even across power loss.
-        await self._writer.execute("PRAGMA synchronous=FULL")
-        await self._writer.execute("PRAGMA busy_timeout=10000")
-        await self._migrate(self._writer)
-        # One process owns an SQLite file, so leases left by a killed predecessor are stale:
-        # release them now instead of waiting for them to expire.
-        await self._writer.execute("UPDATE jobs SET lease_until = 0 WHERE status = 'pending'")
+        loop = asyncio.get_running_loop()
+        self._writer = await loop.run_in_executor(self._thread, self._open_writer)
         self._reader = await aiosqlite.connect(self._path, isolation_level=None)
         await self._reader.execute("PRAGMA busy_timeout=10000")
         await self._reader.execute("PRAGMA query_only=ON")
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+
+    def _open_writer(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the caller hears about it, even across power loss.
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA busy_timeout=10000")
+        self._migrate(db)
+        # One process owns an SQLite file, so leases left by a killed predecessor are stale:
+        # release them now instead of waiting for them to expire.
+        db.execute("UPDATE jobs SET lease_until = 0 WHERE status = 'pending'")
+        return db
 
     async def close(self) -> None:
         if self._writer_task is not None:
             self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
-        for conn in (self._reader, self._writer):
-            if conn is not None:
-                await conn.close()
+        if self._reader is not None:
+            await self._reader.close()
+        if self._writer is not None:
+            await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.close)
+        self._thread.shutdown(wait=True)
 
-    async def _migrate(self, db: aiosqlite.Connection) -> None:
-        await db.execute("BEGIN IMMEDIATE")
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        db.execute("BEGIN IMMEDIATE")
         try:
-            async with db.execute("PRAGMA user_version") as cursor:
-                row = await cursor.fetchone()
+            row = db.execute("PRAGMA user_version").fetchone()
             version = row[0] if row else 0
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                 for statement in filter(str.strip, script.split(";")):
-                    await db.execute(statement)
-                await db.execute(f"PRAGMA user_version = {number}")
+                    db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
                 log.info("applied migration %d", number)
-            await db.execute("COMMIT")
+            db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
 
     # -- the group-committing writer -----------------------------------------------------------
@@ -194,34 +205,42 @@ class SQLiteStore:
         self._queue.put_nowait((op, future))
         return await future
 
-    async def _write_loop(self) -> None:
+    def _run_batch(self, ops: list[WriteOp]) -> list[tuple[Any, BaseException | None]]:
+        """On the writer thread: every op in one transaction, each in its own savepoint."""
         db = self._writer
         assert db is not None
+        outcomes: list[tuple[Any, BaseException | None]] = []
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            for op in ops:
+                db.execute("SAVEPOINT op")
+                try:
+                    result = op(db)
+                except Exception as exc:
+                    db.execute("ROLLBACK TO op")
+                    db.execute("RELEASE op")
+                    outcomes.append((None, exc))
+                else:
+                    db.execute("RELEASE op")
+                    outcomes.append((result, None))
+            db.execute("COMMIT")
+        except Exception as exc:
+            log.exception("write batch failed")
+            with contextlib.suppress(Exception):
+                db.execute("ROLLBACK")
+            return [(None, exc) for _ in ops]
+        return outcomes
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             batch = [await self._queue.get()]
             while not self._queue.empty() and len(batch) < _MAX_BATCH:
                 batch.append(self._queue.get_nowait())
-            outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
-            try:
-                await db.execute("BEGIN IMMEDIATE")
-                for op, future in batch:
-                    await db.execute("SAVEPOINT op")
-                    try:
-                        result = await op(db)
-                    except Exception as exc:
-                        await db.execute("ROLLBACK TO op")
-                        await db.execute("RELEASE op")
-                        outcomes.append((future, None, exc))
-                    else:
-                        await db.execute("RELEASE op")
-                        outcomes.append((future, result, None))
-                await db.execute("COMMIT")
-            except Exception as exc:
-                log.exception("write batch failed")
-                with contextlib.suppress(Exception):
-                    await db.execute("ROLLBACK")
-                outcomes = [(future, None, exc) for _, future in batch]
-            for future, result, error in outcomes:
+            outcomes = await loop.run_in_executor(
+                self._thread, self._run_batch, [op for op, _ in batch]
+            )
+            for (_, future), (result, error) in zip(batch, outcomes, strict=True):
                 if future.done():
                     continue
                 if error is not None:
@@ -236,16 +255,15 @@ class SQLiteStore:
     # -- runs -------------------------------------------------------------------------------
 
     async def ping(self) -> None:
-        async with self._read().execute("SELECT 1") as cursor:
-            await cursor.fetchone()
+        await self._read().execute_fetchall("SELECT 1")
 
     async def create_run(
         self, run: RunRecord, jobs: list[NewJob], events: list[tuple[str, dict[str, Any]]]
     ) -> tuple[RunRecord, bool]:
-        async def op(db: aiosqlite.Connection) -> tuple[RunRecord, bool]:
+        def op(db: sqlite3.Connection) -> tuple[RunRecord, bool]:
             verdict = run.doc.get("policy") or {}
             decision = run.decision or {}
-            cursor = await db.execute(
+            cursor = db.execute(
                 f"INSERT OR IGNORE INTO runs ({_RUN_COLUMNS}, decided_by, edited, rule_mode,"
                 " would_approve) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
@@ -267,27 +285,26 @@ class SQLiteStore:
                 ),
             )
             if cursor.rowcount == 0:
-                async with db.execute(
+                found = db.execute(
                     f"SELECT {_RUN_COLUMNS} FROM runs WHERE flow = ? AND idempotency_key = ?",
                     (run.flow, run.idempotency_key),
-                ) as found:
-                    row = await found.fetchone()
+                )
+                row = found.fetchone()
                 if row is None:
                     raise RuntimeError(f"run {run.id} clashed with nothing")
                 return _run_from_row(row), False
-            await _insert_events(db, run.id, events, run.created_at)
-            await _insert_jobs(db, jobs, run.created_at)
+            _insert_events(db, run.id, events, run.created_at)
+            _insert_jobs(db, jobs, run.created_at)
             return run, True
 
         result: tuple[RunRecord, bool] = await self._write(op)
         return result
 
     async def get_run(self, run_id: str) -> RunRecord | None:
-        async with self._read().execute(
+        rows = await self._read().execute_fetchall(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
-        ) as cursor:
-            row = await cursor.fetchone()
-        return _run_from_row(row) if row else None
+        )
+        return _run_from_row(next(iter(rows))) if rows else None
 
     async def list_runs(
         self, *, status: str | None, flow: str | None, limit: int, before: str | None
@@ -301,10 +318,9 @@ class SQLiteStore:
             clauses.append("id < ?")
             params.append(before)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        async with self._read().execute(
+        rows = await self._read().execute_fetchall(
             f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ?", (*params, limit)
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_run_from_row(r) for r in rows]
 
     async def decide(
@@ -317,8 +333,8 @@ class SQLiteStore:
         jobs: list[NewJob],
         events: list[tuple[str, dict[str, Any]]],
     ) -> bool:
-        async def op(db: aiosqlite.Connection) -> bool:
-            return await _decide(db, run_id, status, decision, decided_at, jobs, events)
+        def op(db: sqlite3.Connection) -> bool:
+            return _decide(db, run_id, status, decision, decided_at, jobs, events)
 
         won: bool = await self._write(op)
         return won
@@ -335,19 +351,17 @@ class SQLiteStore:
         jobs: list[NewJob],
         events: list[tuple[str, dict[str, Any]]],
     ) -> ApprovalOutcome:
-        async def op(db: aiosqlite.Connection) -> ApprovalOutcome:
-            async with db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)) as cursor:
-                row = await cursor.fetchone()
+        def op(db: sqlite3.Connection) -> ApprovalOutcome:
+            cursor = db.execute("SELECT status FROM runs WHERE id = ?", (run_id,))
+            row = cursor.fetchone()
             if row is None or row[0] != "pending":
                 return ApprovalOutcome("not_pending", 0)
-            added = await db.execute(
+            added = db.execute(
                 "INSERT OR IGNORE INTO votes (run_id, reviewer_id, at, channel) VALUES (?,?,?,?)",
                 (run_id, reviewer_id, decided_at, channel),
             )
-            async with db.execute(
-                "SELECT COUNT(*) FROM votes WHERE run_id = ?", (run_id,)
-            ) as cursor:
-                count_row = await cursor.fetchone()
+            cursor = db.execute("SELECT COUNT(*) FROM votes WHERE run_id = ?", (run_id,))
+            count_row = cursor.fetchone()
             count = count_row[0] if count_row else 0
             if added.rowcount == 0:
                 return ApprovalOutcome("duplicate", count)
@@ -358,34 +372,33 @@ class SQLiteStore:
                     "approvals": count,
                     "required": required,
                 }
-                await _insert_events(db, run_id, [("approval", detail)], decided_at)
+                _insert_events(db, run_id, [("approval", detail)], decided_at)
                 return ApprovalOutcome("counted", count)
-            won = await _decide(db, run_id, "approved", decision, decided_at, jobs, events)
+            won = _decide(db, run_id, "approved", decision, decided_at, jobs, events)
             return ApprovalOutcome("decided" if won else "not_pending", count)
 
         outcome: ApprovalOutcome = await self._write(op)
         return outcome
 
     async def approvals(self, run_id: str) -> list[str]:
-        async with self._read().execute(
+        rows = await self._read().execute_fetchall(
             "SELECT reviewer_id FROM votes WHERE run_id = ? ORDER BY at", (run_id,)
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [r[0] for r in rows]
 
     async def mark_escalated(
         self, run_id: str, at: float, jobs: list[NewJob], events: list[tuple[str, dict[str, Any]]]
     ) -> bool:
-        async def op(db: aiosqlite.Connection) -> bool:
-            cursor = await db.execute(
+        def op(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
                 "UPDATE runs SET escalated_at = ? WHERE id = ? AND status = 'pending'"
                 " AND escalated_at IS NULL",
                 (at, run_id),
             )
             if cursor.rowcount != 1:
                 return False
-            await _insert_events(db, run_id, events, at)
-            await _insert_jobs(db, jobs, at)
+            _insert_events(db, run_id, events, at)
+            _insert_jobs(db, jobs, at)
             return True
 
         done: bool = await self._write(op)
@@ -395,18 +408,18 @@ class SQLiteStore:
         db = self._read()
         counts = FlowCounts()
         human = "decided_by IN ('reviewer', 'api')"
-        async with db.execute(
+        groups = await db.execute_fetchall(
             "SELECT status, decided_by, COUNT(*) FROM runs WHERE flow = ? AND created_at >= ?"
             " GROUP BY status, decided_by",
             (flow, since),
-        ) as cursor:
-            for status, decided_by, n in await cursor.fetchall():
-                counts.runs += n
-                counts.by_status[status] = counts.by_status.get(status, 0) + n
-                if decided_by:
-                    counts.by_decided_by[decided_by] = counts.by_decided_by.get(decided_by, 0) + n
+        )
+        for status, decided_by, n in groups:
+            counts.runs += n
+            counts.by_status[status] = counts.by_status.get(status, 0) + n
+            if decided_by:
+                counts.by_decided_by[decided_by] = counts.by_decided_by.get(decided_by, 0) + n
         counts.pending = counts.by_status.get("pending", 0)
-        async with db.execute(
+        totals = await db.execute_fetchall(
             f"SELECT COUNT(*),"
             f" SUM(status = 'approved' AND NOT edited), SUM(edited), SUM(status = 'rejected'),"
             f" SUM(rule_mode = 'shadow'),"
@@ -414,9 +427,8 @@ class SQLiteStore:
             f" SUM(rule_mode = 'shadow' AND would_approve AND status = 'approved' AND NOT edited)"
             f" FROM runs WHERE flow = ? AND created_at >= ? AND {human}",
             (flow, since),
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is not None:
+        )
+        for row in totals:
             (
                 counts.human_decisions,
                 counts.human_approved_unchanged,
@@ -426,41 +438,43 @@ class SQLiteStore:
                 counts.shadow_would_approve,
                 counts.shadow_agreed,
             ) = (int(v or 0) for v in row)
-        async with db.execute(
+        rows = await db.execute_fetchall(
             f"SELECT decided_at - created_at FROM runs WHERE flow = ? AND created_at >= ?"
             f" AND {human} ORDER BY 1",
             (flow, since),
-        ) as cursor:
-            counts.decision_seconds = [r[0] for r in await cursor.fetchall()]
+        )
+        counts.decision_seconds = [r[0] for r in rows]
         return counts
 
     async def add_event(self, run_id: str, kind: str, detail: dict[str, Any]) -> None:
-        async def op(db: aiosqlite.Connection) -> None:
-            await _insert_events(db, run_id, [(kind, detail)], time.time())
+        def op(db: sqlite3.Connection) -> None:
+            _insert_events(db, run_id, [(kind, detail)], time.time())
 
         await self._write(op)
 
     async def events(self, run_id: str) -> list[Event]:
-        async with self._read().execute(
+        rows = await self._read().execute_fetchall(
             "SELECT at, kind, detail FROM events WHERE run_id = ? ORDER BY id", (run_id,)
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [Event(at=r[0], kind=r[1], detail=json.loads(r[2])) for r in rows]
 
     async def due_runs(self, now: float, limit: int) -> list[RunRecord]:
-        async with self._read().execute(
+        rows = await self._read().execute_fetchall(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'pending' AND deadline <= ?"
             " ORDER BY deadline LIMIT ?",
             (now, limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_run_from_row(r) for r in rows]
 
     async def next_deadline(self) -> float | None:
-        async with self._read().execute(
-            "SELECT MIN(deadline) FROM runs WHERE status = 'pending'"
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = next(
+            iter(
+                await self._read().execute_fetchall(
+                    "SELECT MIN(deadline) FROM runs WHERE status = 'pending'"
+                )
+            ),
+            None,
+        )
         return row[0] if row else None
 
     # -- jobs -------------------------------------------------------------------------------
@@ -470,15 +484,15 @@ class SQLiteStore:
     ) -> list[JobRecord]:
         marks = ",".join("?" * len(kinds))
 
-        async def op(db: aiosqlite.Connection) -> list[JobRecord]:
-            async with db.execute(
+        def op(db: sqlite3.Connection) -> list[JobRecord]:
+            cursor = db.execute(
                 f"UPDATE jobs SET lease_until = ? WHERE id IN ("
                 f" SELECT id FROM jobs WHERE status = 'pending' AND next_at <= ?"
                 f" AND lease_until <= ? AND kind IN ({marks}) ORDER BY next_at LIMIT ?)"
                 f" RETURNING {_JOB_COLUMNS}",
                 (now + lease, now, now, *kinds, limit),
-            ) as cursor:
-                rows = await cursor.fetchall()
+            )
+            rows = cursor.fetchall()
             return [_job_from_row(r) for r in rows]
 
         claimed: list[JobRecord] = await self._write(op)
@@ -494,38 +508,41 @@ class SQLiteStore:
         last_error: str | None,
         event: tuple[str, dict[str, Any]] | None = None,
     ) -> None:
-        async def op(db: aiosqlite.Connection) -> None:
-            await db.execute(
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE jobs SET status = ?, attempts = attempts + 1, next_at = ?,"
                 " last_status = ?, last_error = ?, lease_until = 0 WHERE id = ?",
                 (status, next_at, last_status, last_error, job.id),
             )
             if event is not None and job.run_id is not None:
-                await _insert_events(db, job.run_id, [event], time.time())
+                _insert_events(db, job.run_id, [event], time.time())
 
         await self._write(op)
 
     async def next_job_at(self, kinds: tuple[str, ...]) -> float | None:
         marks = ",".join("?" * len(kinds))
-        async with self._read().execute(
-            f"SELECT MIN(MAX(next_at, lease_until)) FROM jobs"
-            f" WHERE status = 'pending' AND kind IN ({marks})",
-            kinds,
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = next(
+            iter(
+                await self._read().execute_fetchall(
+                    f"SELECT MIN(MAX(next_at, lease_until)) FROM jobs"
+                    f" WHERE status = 'pending' AND kind IN ({marks})",
+                    kinds,
+                )
+            ),
+            None,
+        )
         return row[0] if row else None
 
     async def jobs_for_run(self, run_id: str, kind: str) -> list[JobRecord]:
-        async with self._read().execute(
+        rows = await self._read().execute_fetchall(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_id = ? AND kind = ? ORDER BY created_at",
             (run_id, kind),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_job_from_row(r) for r in rows]
 
     async def requeue_job(self, job_id: str, now: float) -> None:
-        async def op(db: aiosqlite.Connection) -> None:
-            await db.execute(
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
                 "UPDATE jobs SET status = 'pending', next_at = ?, lease_until = 0,"
                 " created_at = ? WHERE id = ?",
                 (now, now, job_id),
@@ -538,8 +555,8 @@ class SQLiteStore:
     async def add_mail(
         self, *, to: str, subject: str, text: str, html: str | None, headers: dict[str, str]
     ) -> None:
-        async def op(db: aiosqlite.Connection) -> None:
-            await db.execute(
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
                 "INSERT INTO dev_mail (at, recipient, subject, text, html, headers)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
                 (time.time(), to, subject, text, html, _dumps(headers)),
@@ -548,12 +565,11 @@ class SQLiteStore:
         await self._write(op)
 
     async def list_mail(self, limit: int) -> list[MailRecord]:
-        async with self._read().execute(
+        rows = await self._read().execute_fetchall(
             "SELECT id, at, recipient, subject, text, html, headers FROM dev_mail"
             " ORDER BY id DESC LIMIT ?",
             (limit,),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [
             MailRecord(
                 id=r[0],
