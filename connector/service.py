@@ -318,18 +318,22 @@ class RunService:
     async def expire_due(self, *, limit: int = 500) -> int:
         """Decide every run whose deadline has passed by its flow's `on_timeout`."""
         due = await self.store.due_runs(self.clock(), limit)
-        decided = 0
-        for run in due:
+
+        async def expire(run: RunRecord) -> bool:
             approve = run.doc.get("on_timeout", "reject") == "approve"
-            with contextlib.suppress(Conflict):
+            try:
                 await self.decide(
                     run.id,
                     Actor("timeout", channel="timeout"),
                     approve=approve,
                     decided_by="timeout",
                 )
-                decided += 1
-        return decided
+            except Conflict:
+                return False  # someone decided it meanwhile
+            return True
+
+        # Concurrently, so the store group-commits many timeouts in each transaction.
+        return sum(await asyncio.gather(*(expire(run) for run in due)))
 
     async def escalate(self, job: JobRecord) -> Outcome:
         """Job handler: nobody decided in time, so bring in the flow's escalation reviewers."""
