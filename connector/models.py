@@ -92,7 +92,9 @@ class DecisionRequest(BaseModel):
     @field_validator("decision", mode="before")
     @classmethod
     def _accept_past_tense(cls, value: Any) -> Any:
-        return {"approved": "approve", "rejected": "reject"}.get(value, value)
+        if isinstance(value, str):
+            return {"approved": "approve", "rejected": "reject"}.get(value, value)
+        return value
 
 
 class DeliveryState(BaseModel):

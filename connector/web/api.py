@@ -42,14 +42,14 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
 async def list_runs(request: web.Request) -> web.Response:
     """GET /v1/runs?status=&flow=&limit=&cursor=: newest first, cursor pagination."""
     require_api_key(request)
-    status = request.query.get("status") or None
+    status = request.query.get("status")
     if status not in (None, "pending", "approved", "rejected", "cancelled"):
         raise BadRequest("status must be pending, approved, rejected or cancelled")
     limit = _int_param(request, "limit", 50, 1, _MAX_PAGE)
     service = request.app[service_key]
     records = await request.app[store_key].list_runs(
         status=status,
-        flow=request.query.get("flow") or None,
+        flow=request.query.get("flow"),
         limit=limit,
         before=request.query.get("cursor") or None,
     )

@@ -12,6 +12,9 @@ from ..errors import BadRequest
 
 M = TypeVar("M", bound=BaseModel)
 
+# Deep enough for any real action; shallow enough that storing and rendering never recurse far.
+MAX_DEPTH = 64
+
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; 400 when it is not one (413 when too large)."""
@@ -22,9 +25,27 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest(f"request body is nested deeper than {MAX_DEPTH} levels") from exc
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
+    if _depth(data) > MAX_DEPTH:
+        raise BadRequest(f"request body is nested deeper than {MAX_DEPTH} levels")
     return data
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion (the input is untrusted)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item
+        if isinstance(item, dict | list):
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 async def parse_body(request: web.Request, model: type[M]) -> M:

@@ -28,6 +28,18 @@ def _responses(ok: int, schema: str, *errors: int) -> dict[str, Any]:
 _RUN_ID = {"name": "run_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+_RUN_LINKS = {
+    name: {"operationId": operation, "parameters": {"run_id": "$response.body#/id"}}
+    for name, operation in (
+        ("GetRun", "getRun"),
+        ("CancelRun", "cancelRun"),
+        ("DecideRun", "decideRun"),
+        ("WaitRun", "waitRun"),
+        ("RedeliverRun", "redeliverRun"),
+    )
+}
+
+
 @cache
 def build_spec() -> dict[str, Any]:
     """The whole document (built once)."""
@@ -37,6 +49,8 @@ def build_spec() -> dict[str, Any]:
         ref_template=_REF,
     )
     run_path = {"parameters": [_RUN_ID]}
+    created = _responses(201, "Run", 400, 404, 413, 422)
+    created["201"]["links"] = _RUN_LINKS
     return {
         "openapi": "3.1.0",
         "info": {"title": "hitl-connector", "version": __version__},
@@ -54,7 +68,7 @@ def build_spec() -> dict[str, Any]:
                     "operationId": "createRun",
                     "requestBody": {"required": True, "content": _json("RunRequest")},
                     "responses": {
-                        **_responses(201, "Run", 400, 404, 413, 422),
+                        **created,
                         "200": {"description": "Same idempotency key", "content": _json("Run")},
                     },
                 },
