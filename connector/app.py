@@ -17,8 +17,18 @@ from .links import LinkSigner
 from .notify.email import EmailChannel
 from .service import RESUME_JOB, RunService
 from .store import open_store
+from .telegram.api import TelegramClient
+from .telegram.channel import TelegramChannel
+from .telegram.poller import Poller
 from .urlguard import AddressPolicy, GuardedResolver
-from .web.keys import runner_key, service_key, settings_key, store_key, templates_key
+from .web.keys import (
+    runner_key,
+    service_key,
+    settings_key,
+    store_key,
+    telegram_key,
+    templates_key,
+)
 from .web.middleware import error_middleware
 from .web.routes import add_routes
 from .web.templates import make_templates
@@ -49,6 +59,19 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         on_new_deadline=lambda at: watcher_ref[0].deadline_added(at) if watcher_ref else None,
     )
     service.add_channel(EmailChannel(service))
+    telegram_client: TelegramClient | None = None
+    if settings.telegram is not None:
+        telegram_client = TelegramClient(
+            settings.telegram.token.get_secret_value(), api_url=settings.telegram.api_url
+        )
+        telegram = TelegramChannel(
+            service,
+            telegram_client,
+            settings.telegram,
+            on_work=lambda: runner_ref[0].wake() if runner_ref else None,
+        )
+        service.add_channel(telegram)
+        app[telegram_key] = telegram
     handlers: dict[str, Handler] = {
         RESUME_JOB: ResumeDeliverer(
             session,
@@ -85,6 +108,25 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await session.close()
+        if telegram_client is not None:
+            await telegram_client.close()
+
+
+async def _telegram_poller_ctx(app: web.Application) -> AsyncIterator[None]:
+    """In polling mode, long-poll getUpdates for as long as the app runs."""
+    settings = app[settings_key].telegram
+    channel = app.get(telegram_key)
+    if settings is None or settings.mode != "polling" or channel is None:
+        yield
+        return
+    poller = Poller(channel.client, channel, timeout=settings.poll_timeout.total_seconds())
+    task = asyncio.create_task(poller.run(), name="telegram-poller")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -94,5 +136,7 @@ def create_app(settings: Settings) -> web.Application:
     app[templates_key] = make_templates()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_service_ctx)
-    add_routes(app, dev_mailbox=settings.dev_mailbox)
+    app.cleanup_ctx.append(_telegram_poller_ctx)
+    telegram_webhook = settings.telegram is not None and settings.telegram.mode == "webhook"
+    add_routes(app, dev_mailbox=settings.dev_mailbox, telegram_webhook=telegram_webhook)
     return app

@@ -5,7 +5,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from .base import Event, JobRecord, MailRecord, NewJob, RunRecord, Store
+from .base import (
+    Event,
+    JobRecord,
+    MailRecord,
+    NewJob,
+    RunRecord,
+    Store,
+    TelegramButton,
+    TelegramMessage,
+)
 from .sqlite import SQLiteStore, open_sqlite_store
 
 __all__ = [
@@ -16,6 +25,8 @@ __all__ = [
     "RunRecord",
     "SQLiteStore",
     "Store",
+    "TelegramButton",
+    "TelegramMessage",
     "open_store",
 ]
 

@@ -19,7 +19,16 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from .base import Event, JobRecord, JobStatus, MailRecord, NewJob, RunRecord
+from .base import (
+    Event,
+    JobRecord,
+    JobStatus,
+    MailRecord,
+    NewJob,
+    RunRecord,
+    TelegramButton,
+    TelegramMessage,
+)
 from .schema import MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -341,12 +350,13 @@ class SQLiteStore:
         last_status: int | None,
         last_error: str | None,
         event: tuple[str, dict[str, Any]] | None = None,
+        attempted: bool = True,
     ) -> None:
         async def op(db: aiosqlite.Connection) -> None:
             await db.execute(
-                "UPDATE jobs SET status = ?, attempts = attempts + 1, next_at = ?,"
+                "UPDATE jobs SET status = ?, attempts = attempts + ?, next_at = ?,"
                 " last_status = ?, last_error = ?, lease_until = 0 WHERE id = ?",
-                (status, next_at, last_status, last_error, job.id),
+                (status, int(attempted), next_at, last_status, last_error, job.id),
             )
             if event is not None and job.run_id is not None:
                 await _insert_events(db, job.run_id, [event], time.time())
@@ -414,6 +424,88 @@ class SQLiteStore:
             )
             for r in rows
         ]
+
+    # -- Telegram ---------------------------------------------------------------------------
+
+    async def record_telegram_update(
+        self, bot_id: str, update_id: int, job: NewJob, *, keep_for: float
+    ) -> bool:
+        async def op(db: aiosqlite.Connection) -> bool:
+            now = time.time()
+            cursor = await db.execute(
+                "INSERT OR IGNORE INTO telegram_updates (bot_id, update_id, received_at)"
+                " VALUES (?, ?, ?)",
+                (bot_id, update_id, now),
+            )
+            if cursor.rowcount != 1:
+                return False
+            await _insert_jobs(db, [job], now)
+            if update_id % 100 == 0:
+                await db.execute(
+                    "DELETE FROM telegram_updates WHERE received_at < ?", (now - keep_for,)
+                )
+            return True
+
+        new: bool = await self._write(op)
+        return new
+
+    async def add_telegram_buttons(self, buttons: list[TelegramButton]) -> None:
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.executemany(
+                "INSERT INTO telegram_buttons (id, run_id, reviewer_id, chat_id, choice,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (b.id, b.run_id, b.reviewer_id, b.chat_id, b.choice, b.created_at)
+                    for b in buttons
+                ],
+            )
+
+        await self._write(op)
+
+    async def telegram_button(self, button_id: str) -> TelegramButton | None:
+        async with self._read().execute(
+            "SELECT id, run_id, reviewer_id, chat_id, choice, created_at FROM telegram_buttons"
+            " WHERE id = ?",
+            (button_id,),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return TelegramButton(*row) if row else None
+
+    async def add_telegram_message(self, message: TelegramMessage) -> None:
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "INSERT OR REPLACE INTO telegram_messages (chat_id, message_id, run_id,"
+                " reviewer_id, text, sent_at, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.chat_id,
+                    message.message_id,
+                    message.run_id,
+                    message.reviewer_id,
+                    message.text,
+                    message.sent_at,
+                    message.closed_at,
+                ),
+            )
+
+        await self._write(op)
+
+    async def telegram_messages(self, run_id: str) -> list[TelegramMessage]:
+        async with self._read().execute(
+            "SELECT chat_id, message_id, run_id, reviewer_id, text, sent_at, closed_at"
+            " FROM telegram_messages WHERE run_id = ? ORDER BY sent_at",
+            (run_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [TelegramMessage(*row) for row in rows]
+
+    async def close_telegram_message(self, chat_id: int, message_id: int, at: float) -> None:
+        async def op(db: aiosqlite.Connection) -> None:
+            await db.execute(
+                "UPDATE telegram_messages SET closed_at = ? WHERE chat_id = ? AND message_id = ?",
+                (at, chat_id, message_id),
+            )
+
+        await self._write(op)
 
 
 @contextlib.asynccontextmanager

@@ -9,9 +9,11 @@ from ..config import Settings
 from ..jobs import JobRunner
 from ..service import RunService
 from ..store import Store
+from ..telegram.channel import TelegramChannel
 
 settings_key = web.AppKey("settings", Settings)
 store_key = web.AppKey("store", Store)
 service_key = web.AppKey("service", RunService)
 runner_key = web.AppKey("runner", JobRunner)
 templates_key = web.AppKey("templates", jinja2.Environment)
+telegram_key = web.AppKey("telegram", TelegramChannel)
