@@ -106,7 +106,8 @@ class JobRunner:
         jobs = await self._store.claim_jobs(
             time.time(), limit=free, lease=self._lease, kinds=self._kinds
         )
-        for job in jobs:
+        # Started in queue order: a channel that paces sends per chat sees them in that order.
+        for job in sorted(jobs, key=lambda j: (j.next_at, j.id)):
             task = asyncio.create_task(self._handle(job), name=f"job-{job.kind}-{job.id}")
             self._active.add(task)
             task.add_done_callback(self._finished)

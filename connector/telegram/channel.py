@@ -168,7 +168,7 @@ class TelegramChannel:
         if waiting:
             # A prompt may be on its way right now: edit once it is recorded (or skipped).
             next_at = min(j.next_at for j in waiting)
-            return Outcome("later", retry_after=max(1.0, next_at - time.time() + 0.5))
+            return Outcome("later", retry_after=max(0.25, next_at - time.time() + 0.25))
         results: list[Outcome] = []
         closed = 0
         for message in await self._store.telegram_messages(run.id):
