@@ -39,7 +39,6 @@ _TAG = re.compile(
 )
 _ENTITY = re.compile(r"&(?:(lt|gt|amp|quot);|#(\d+);|#x([0-9a-fA-F]+);)")
 _NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"'}
-_CHAT_METHODS = {"sendMessage", "editMessageText", "editMessageReplyMarkup"}
 
 
 class BadRequest(Exception):
@@ -248,6 +247,9 @@ class FakeTelegram:
             else:
                 params.update(await request.post())
         now = time.monotonic()
+        # Recorded on arrival (status 0 until answered), so a long poll shows while it waits.
+        call = Call(method, params, now, 0)
+        self.calls.append(call)
         status, result, description, extra = 200, None, None, None
         try:
             result = await self._dispatch(method, params, now)
@@ -255,7 +257,7 @@ class FakeTelegram:
             status, description = 400, str(exc)
         except _Error as exc:
             status, description, extra = exc.status, exc.description, exc.parameters
-        self.calls.append(Call(method, params, now, status, result, description))
+        call.status, call.result, call.description = status, result, description
         if status == 200:
             return web.json_response({"ok": True, "result": result})
         body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
@@ -273,8 +275,6 @@ class FakeTelegram:
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
             raise _Error(404, "Not Found")
-        if method in _CHAT_METHODS:
-            self._flood_check(int(params.get("chat_id", 0)), now)
         return await handler(params) if inspect.iscoroutinefunction(handler) else handler(params)
 
     def _flood_check(self, chat_id: int, now: float) -> None:
@@ -307,6 +307,7 @@ class FakeTelegram:
             raise _Error(403, "Forbidden: bot was blocked by the user")
         source, plain = self._render(params)
         markup = _check_markup(params.get("reply_markup"))
+        self._flood_check(chat_id, time.monotonic())
         self._next_message_id += 1
         message = {
             "message_id": self._next_message_id,
@@ -329,6 +330,7 @@ class FakeTelegram:
             raise BadRequest("Bad Request: message to edit not found")
         source, plain = self._render(params)
         markup = _check_markup(params.get("reply_markup"))
+        self._flood_check(key[0], time.monotonic())
         if plain == message["text"] and markup == message.get("reply_markup"):
             raise BadRequest(
                 "Bad Request: message is not modified: specified new message content and reply"
