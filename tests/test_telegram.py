@@ -80,6 +80,25 @@ async def test_prompt_escapes_hostile_text_and_carries_buttons(fake, connector):
     assert not fake.calls_to("sendMessage", ok=False)
 
 
+async def test_huge_action_is_cut_to_fit_one_message(fake, connector):
+    """A run with a huge action still gets one valid prompt, cut, pointing to the review page."""
+    client = await start(connector, fake, flow=telegram_flow(telegram_chat=GROUP))
+    action = {f"field_{n}": ("<&>" if n % 2 else "🙂") * 400 + "\nend" for n in range(60)}
+    await create_run(client, post_body(action=action, summary="ü🙂" * 4_000))
+    (message,) = await prompts(fake, 1, GROUP)
+    assert "… more on the review page" in message["text"]
+    assert len(message["html"].encode("utf-16-le")) // 2 < 4096
+    await deliver(
+        client,
+        await fake.push(fake.press(BOB, message, buttons(message)["reject"]["callback_data"])),
+    )
+
+    async def edited():
+        return "Rejected by Bob" in fake.sent(GROUP)[0]["text"]
+
+    await eventually(edited)
+
+
 async def test_allowed_reviewer_approves_with_one_tap(fake, connector, receiver):
     """Ann's Approve press is answered, decides the run as Ann via telegram, and closes prompts."""
     client = await start(connector, fake)
@@ -176,6 +195,12 @@ async def test_group_review_button_sends_a_private_link(fake, connector):
     await deliver(client, update)
     answers = await eventually(lambda: _answers(fake, 2))
     assert answers[1]["show_alert"] is True and len(fake.sent(EVE["id"])) == 0
+
+    fake.blocked.add(ANN["id"])  # Ann never started a private chat with the bot
+    update = await fake.push(fake.press(ANN, message, review))
+    await deliver(client, update)
+    answers = await eventually(lambda: _answers(fake, 3))
+    assert answers[2]["show_alert"] is True and "/start" in answers[2]["text"]
 
 
 async def test_replayed_update_is_processed_once(fake, connector, receiver):

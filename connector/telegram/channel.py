@@ -130,7 +130,10 @@ class TelegramChannel:
         if url and not messages.url_button_allowed(url):
             text += "\n\n" + messages.link(url, "Review & edit")
             url = None
-        ids = {choice: button_id() for choice in ("approve", "reject", "review")}
+        # In a group, Review & edit is a button that sends each reviewer their own link in
+        # private: a personal signed link posted to the group would let anyone there use it.
+        choices = ("approve", "reject") if reviewer else ("approve", "reject", "review")
+        ids = {choice: button_id() for choice in choices}
         now = time.time()
         await self._store.add_telegram_buttons(
             [
@@ -138,9 +141,7 @@ class TelegramChannel:
                 for choice, bid in ids.items()
             ]
         )
-        markup = messages.keyboard(
-            ids["approve"], ids["reject"], ids["review"] if reviewer is None else None, url
-        )
+        markup = messages.keyboard(ids["approve"], ids["reject"], ids.get("review"), url)
         params = {
             "text": text,
             "parse_mode": "HTML",

@@ -20,7 +20,7 @@ from ..config import FlowConfig
 from ..store import RunRecord
 
 MAX_VALUE = 300
-MAX_PROMPT = 3400  # HTML source; the note appended on decision must still fit in 4096
+MAX_PROMPT = 3200  # HTML source; a local review link and the decision note must still fit
 CHOICE_LABELS = {"approve": "✅ Approve", "reject": "❌ Reject", "review": "📝 Review & edit"}
 
 
@@ -37,6 +37,11 @@ def escape_attr(text: str) -> str:
 def clip(text: str, limit: int = MAX_VALUE) -> str:
     """At most `limit` characters, marked with … when cut (cut before escaping)."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def tg_len(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji counts twice)."""
+    return len(text.encode("utf-16-le")) // 2
 
 
 def as_text(value: Any) -> str:
@@ -75,14 +80,14 @@ def prompt_text(run: RunRecord, flow: FlowConfig) -> str:
     for label, values in sections:
         if values:
             body += ["", f"<b>{label}</b>", *_field_lines(values)]
-    budget = MAX_PROMPT - len("\n".join(head + tail)) - 80
+    budget = MAX_PROMPT - tg_len("\n".join(head + tail)) - 80
     kept: list[str] = []
     for line in body:
-        if len(line) + 1 > budget:
+        if tg_len(line) + 1 > budget:
             kept += ["", "<i>… more on the review page</i>"]
             break
         kept.append(line)
-        budget -= len(line) + 1
+        budget -= tg_len(line) + 1
     return "\n".join(head + kept + tail)
 
 
