@@ -61,10 +61,12 @@ class TelegramChannel:
 
     @property
     def webhook_secret(self) -> bytes | None:
+        """The secret Telegram must send with every webhook update (None in polling mode)."""
         secret = self.settings.webhook_secret
         return secret.get_secret_value().encode() if secret is not None else None
 
     def handlers(self) -> dict[str, Handler]:
+        """Prompt, close and update jobs."""
         return {
             PROMPT_JOB: self.send_prompt,
             CLOSE_JOB: self.close_prompts,
@@ -74,6 +76,7 @@ class TelegramChannel:
     # -- run events -------------------------------------------------------------------------
 
     def on_pause(self, run: RunRecord, flow: FlowConfig) -> list[NewJob]:
+        """One prompt job per Telegram reviewer, or one for the flow's group."""
         if "telegram" not in flow.channels:
             return []
         if flow.telegram_chat is not None:
@@ -91,6 +94,7 @@ class TelegramChannel:
         ]
 
     def on_decision(self, run: RunRecord, flow: FlowConfig | None) -> list[NewJob]:
+        """One job that edits every Telegram prompt of the run."""
         if flow is not None and "telegram" not in flow.channels:
             return []
         return [NewJob(id=new_id(), kind=CLOSE_JOB, run_id=run.id)]
