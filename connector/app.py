@@ -18,8 +18,19 @@ from .links import LinkSigner
 from .notify.email import EmailChannel
 from .service import ESCALATE_JOB, RESUME_JOB, RunService
 from .store import open_store
+from .telegram.api import TelegramClient
+from .telegram.channel import TelegramChannel
+from .telegram.poller import Poller
 from .urlguard import AddressPolicy, GuardedResolver
-from .web.keys import clock_key, runner_key, service_key, settings_key, store_key, templates_key
+from .web.keys import (
+    clock_key,
+    runner_key,
+    service_key,
+    settings_key,
+    store_key,
+    telegram_key,
+    templates_key,
+)
 from .web.middleware import error_middleware
 from .web.routes import add_routes
 from .web.templates import make_templates
@@ -52,6 +63,19 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=clock,
     )
     service.add_channel(EmailChannel(service))
+    telegram_client: TelegramClient | None = None
+    if settings.telegram is not None:
+        telegram_client = TelegramClient(
+            settings.telegram.token.get_secret_value(), api_url=settings.telegram.api_url
+        )
+        telegram = TelegramChannel(
+            service,
+            telegram_client,
+            settings.telegram,
+            on_work=lambda: runner_ref[0].wake() if runner_ref else None,
+        )
+        service.add_channel(telegram)
+        app[telegram_key] = telegram
     handlers: dict[str, Handler] = {
         ESCALATE_JOB: service.escalate,
         RESUME_JOB: ResumeDeliverer(
@@ -90,6 +114,25 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await session.close()
+        if telegram_client is not None:
+            await telegram_client.close()
+
+
+async def _telegram_poller_ctx(app: web.Application) -> AsyncIterator[None]:
+    """In polling mode, long-poll getUpdates for as long as the app runs."""
+    settings = app[settings_key].telegram
+    channel = app.get(telegram_key)
+    if settings is None or settings.mode != "polling" or channel is None:
+        yield
+        return
+    poller = Poller(channel.client, channel, timeout=settings.poll_timeout.total_seconds())
+    task = asyncio.create_task(poller.run(), name="telegram-poller")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) -> web.Application:
@@ -100,5 +143,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[templates_key] = make_templates()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_service_ctx)
-    add_routes(app, dev_mailbox=settings.dev_mailbox)
+    app.cleanup_ctx.append(_telegram_poller_ctx)
+    telegram_webhook = settings.telegram is not None and settings.telegram.mode == "webhook"
+    add_routes(app, dev_mailbox=settings.dev_mailbox, telegram_webhook=telegram_webhook)
     return app

@@ -1,8 +1,9 @@
-"""Command line: `hitl-connector serve | check-config`. Builds Settings once and passes it down."""
+"""Command line: `hitl-connector serve | check-config | telegram …`. Builds Settings once."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -61,6 +62,24 @@ def serve(settings: Settings) -> int:
     return 0
 
 
+def telegram(settings: Settings, action: str) -> int:
+    """`telegram set-webhook` / `telegram delete-webhook`: register or remove the webhook."""
+    from .telegram.admin import delete_webhook, set_webhook
+    from .telegram.api import TelegramError
+
+    try:
+        if action == "set-webhook":
+            url = asyncio.run(set_webhook(settings))
+            print(f"webhook set: Telegram now sends updates to {url}")
+        else:
+            asyncio.run(delete_webhook(settings))
+            print("webhook deleted: polling mode can receive updates now")
+    except (ConfigError, TelegramError) as exc:
+        print(f"hitl-connector: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hitl-connector` command."""
     parser = argparse.ArgumentParser(prog="hitl-connector", description=__doc__)
@@ -72,6 +91,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_cmd = sub.add_parser("check-config", help="validate a config file and list its flows")
     check_cmd.add_argument("--config", help="TOML file (default: $CONNECTOR_CONFIG)")
     check_cmd.add_argument("file", nargs="?", help="TOML file (same as --config)")
+    telegram_cmd = sub.add_parser("telegram", help="manage the Telegram bot")
+    telegram_sub = telegram_cmd.add_subparsers(dest="action", required=True)
+    for action, text in (
+        ("set-webhook", "point the bot's webhook at public_url/telegram/webhook"),
+        ("delete-webhook", "remove the bot's webhook (for polling mode)"),
+    ):
+        action_cmd = telegram_sub.add_parser(action, help=text)
+        action_cmd.add_argument("--config", help="TOML file (default: $CONNECTOR_CONFIG)")
     args = parser.parse_args(argv)
     if args.command == "check-config" and args.file:
         args.config = args.file
@@ -84,4 +111,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration OK: {len(settings.flows)} flow(s)")
         print("\n".join(_describe_flows(settings)))
         return 0
+    if args.command == "telegram":
+        return telegram(settings, args.action)
     return serve(settings)

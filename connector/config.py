@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -99,6 +100,7 @@ class FlowConfig(BaseModel):
     self_approval: bool = False
     escalate_after: Duration | None = None
     escalate_to: list[ReviewerConfig] = Field(default_factory=list)
+    telegram_chat: int | None = None
 
     @field_validator("auto_approve", "require_review")
     @classmethod
@@ -123,6 +125,16 @@ class FlowConfig(BaseModel):
             raise ValueError("escalate_after must be shorter than timeout")
         return self
 
+    @model_validator(mode="after")
+    def _telegram_reachable(self) -> FlowConfig:
+        on_telegram = [r for r in self.reviewers if r.telegram_id is not None]
+        if self.telegram_chat is not None and "telegram" not in self.channels:
+            raise ValueError("telegram_chat is set but 'telegram' is not in channels")
+        if "telegram" in self.channels and not on_telegram:
+            # In a group only listed reviewers may decide, so either way someone needs an id.
+            raise ValueError("channel 'telegram' needs at least one reviewer with a telegram_id")
+        return self
+
     def reviewer(self, reviewer_id: str) -> ReviewerConfig | None:
         """The flow's reviewer (or escalation reviewer) with this id, if any."""
         wanted = reviewer_id.lower()
@@ -137,6 +149,66 @@ class FlowConfig(BaseModel):
         """True for reviewers who may decide once the run was escalated."""
         wanted = reviewer_id.lower()
         return any(r.id == wanted for r in self.escalate_to)
+
+    def telegram_reviewer(self, telegram_id: int) -> ReviewerConfig | None:
+        """The flow's reviewer (or escalation reviewer) with this Telegram user id, if any."""
+        people = [*self.reviewers, *self.escalate_to]
+        return next((r for r in people if r.telegram_id == telegram_id), None)
+
+
+class TelegramSettings(BaseModel):
+    """The `[telegram]` section: the bot, where its API lives, and how updates arrive."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token: SecretStr
+    api_url: str = "https://api.telegram.org"
+    mode: Literal["webhook", "polling"] = "webhook"
+    webhook_secret: SecretStr | None = None
+    poll_timeout: Duration = timedelta(seconds=30)
+    chat_rate: float = Field(1.0, gt=0)
+    global_rate: float = Field(30.0, gt=0)
+
+    @field_validator("token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr) -> SecretStr:
+        if not re.fullmatch(r"\d+:[A-Za-z0-9_-]+", value.get_secret_value()):
+            raise ValueError("token must look like '123456:ABC-DEF…' (as BotFather gives it)")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url_is_http(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("api_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value.get_secret_value()):
+            raise ValueError("webhook_secret must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value
+
+    @field_validator("poll_timeout")
+    @classmethod
+    def _poll_timeout_range(cls, value: timedelta) -> timedelta:
+        if not 1 <= value.total_seconds() <= 50:
+            raise ValueError("poll_timeout must be between 1s and 50s")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_secret(self) -> TelegramSettings:
+        if self.mode == "webhook" and self.webhook_secret is None:
+            raise ValueError('webhook_secret is required in webhook mode (or set mode = "polling")')
+        return self
+
+    @property
+    def bot_id(self) -> str:
+        """The bot's numeric id: the token's public part, safe to store and log."""
+        return self.token.get_secret_value().split(":", 1)[0]
 
 
 class Settings(BaseSettings):
@@ -163,6 +235,7 @@ class Settings(BaseSettings):
     max_link_age: Duration = timedelta(days=90)
     dev_mailbox: bool = True
     log_level: str = "INFO"
+    telegram: TelegramSettings | None = None
     flows: dict[str, FlowConfig] = Field(default_factory=dict)
 
     @classmethod
@@ -201,6 +274,16 @@ class Settings(BaseSettings):
             if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
                 raise ValueError(f"flow name {name!r} may only use letters, digits, '_', '.', '-'")
         return value
+
+    @model_validator(mode="after")
+    def _telegram_configured(self) -> Settings:
+        if self.telegram is None:
+            for name, flow in self.flows.items():
+                if "telegram" in flow.channels:
+                    raise ValueError(
+                        f"flow {name!r} uses channel 'telegram' but [telegram] is unset"
+                    )
+        return self
 
     @property
     def database_path(self) -> str:

@@ -24,9 +24,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a handler reports: done, try again later, or failed for good."""
+    """What a handler reports: done, try again later, or failed for good.
 
-    result: Literal["done", "retry", "failed"]
+    "later" means the handler did not try at all (e.g. a rate limit's next free slot is a while
+    away): the job runs again after exactly `retry_after` seconds, and no attempt is counted.
+    """
+
+    result: Literal["done", "retry", "failed", "later"]
     last_status: int | None = None
     error: str | None = None
     retry_after: float | None = None
@@ -104,7 +108,8 @@ class JobRunner:
         jobs = await self._store.claim_jobs(
             self._clock(), limit=free, lease=self._lease, kinds=self._kinds
         )
-        for job in jobs:
+        # Started in queue order: a channel that paces sends per chat sees them in that order.
+        for job in sorted(jobs, key=lambda j: (j.next_at, j.id)):
             task = asyncio.create_task(self._handle(job), name=f"job-{job.kind}-{job.id}")
             self._active.add(task)
             task.add_done_callback(self._finished)
@@ -139,6 +144,8 @@ class JobRunner:
         next_at = now
         if outcome.result == "done":
             status = "done"
+        elif outcome.result == "later":
+            next_at = now + (outcome.retry_after or 0.0)
         elif outcome.result == "failed" or now - job.created_at >= self._retry.give_up_after:
             status = "failed"
         else:
@@ -146,14 +153,16 @@ class JobRunner:
             if outcome.retry_after is not None:
                 wait = max(wait, outcome.retry_after)
             next_at = now + wait
+        attempted = outcome.result != "later"
         try:
             await self._store.finish_job(
                 job,
                 status=status,
                 next_at=next_at,
-                last_status=outcome.last_status,
-                last_error=outcome.error,
+                last_status=outcome.last_status if attempted else job.last_status,
+                last_error=outcome.error if attempted else job.last_error,
                 event=outcome.event,
+                attempted=attempted,
             )
         except Exception:
             # The lease expires and another pass retries the job: at least once, never lost.

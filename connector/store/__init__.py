@@ -14,6 +14,8 @@ from .base import (
     NewJob,
     RunRecord,
     Store,
+    TelegramButton,
+    TelegramMessage,
 )
 from .sqlite import SQLiteStore, open_sqlite_store
 
@@ -27,6 +29,8 @@ __all__ = [
     "RunRecord",
     "SQLiteStore",
     "Store",
+    "TelegramButton",
+    "TelegramMessage",
     "open_store",
 ]
 

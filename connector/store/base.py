@@ -72,6 +72,31 @@ class MailRecord:
 
 
 @dataclass
+class TelegramButton:
+    """What a Telegram callback button's short random id stands for."""
+
+    id: str
+    run_id: str
+    reviewer_id: str | None  # None: posted to a flow's group, any listed reviewer may press
+    chat_id: int
+    choice: str  # "approve", "reject" or "review" (ask for a private review link)
+    created_at: float
+
+
+@dataclass
+class TelegramMessage:
+    """A prompt sent to a Telegram chat, kept so it can be edited once the run is decided."""
+
+    chat_id: int
+    message_id: int
+    run_id: str
+    reviewer_id: str | None
+    text: str
+    sent_at: float
+    closed_at: float | None = None
+
+
+@dataclass
 class Event:
     """One audit trail line."""
 
@@ -185,7 +210,10 @@ class Store(Protocol):
         last_status: int | None,
         last_error: str | None,
         event: tuple[str, dict[str, Any]] | None = None,
-    ) -> None: ...
+        attempted: bool = True,
+    ) -> None:
+        """Record a job's outcome; `attempted=False` reschedules without counting an attempt."""
+        ...
 
     async def next_job_at(self, kinds: tuple[str, ...]) -> float | None: ...
 
@@ -198,3 +226,20 @@ class Store(Protocol):
     ) -> None: ...
 
     async def list_mail(self, limit: int) -> list[MailRecord]: ...
+
+    async def record_telegram_update(
+        self, bot_id: str, update_id: int, job: NewJob, *, keep_for: float
+    ) -> bool:
+        """Remember the update and queue its job at once; False (and nothing queued) when this
+        update was already recorded. Forgets updates older than `keep_for` seconds."""
+        ...
+
+    async def add_telegram_buttons(self, buttons: list[TelegramButton]) -> None: ...
+
+    async def telegram_button(self, button_id: str) -> TelegramButton | None: ...
+
+    async def add_telegram_message(self, message: TelegramMessage) -> None: ...
+
+    async def telegram_messages(self, run_id: str) -> list[TelegramMessage]: ...
+
+    async def close_telegram_message(self, chat_id: int, message_id: int, at: float) -> None: ...

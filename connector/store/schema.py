@@ -74,4 +74,35 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (run_id, reviewer_id)
     );
     """,
+    # 3: Telegram: processed updates (de-duplication), button ids, and the messages sent per run
+    """
+    CREATE TABLE telegram_updates (
+        bot_id TEXT NOT NULL,
+        update_id INTEGER NOT NULL,
+        received_at REAL NOT NULL,
+        PRIMARY KEY (bot_id, update_id)
+    );
+    CREATE INDEX telegram_updates_received ON telegram_updates (received_at);
+
+    CREATE TABLE telegram_buttons (
+        id TEXT PRIMARY KEY,
+        run_id TEXT NOT NULL,
+        reviewer_id TEXT,
+        chat_id INTEGER NOT NULL,
+        choice TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+
+    CREATE TABLE telegram_messages (
+        chat_id INTEGER NOT NULL,
+        message_id INTEGER NOT NULL,
+        run_id TEXT NOT NULL,
+        reviewer_id TEXT,
+        text TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        closed_at REAL,
+        PRIMARY KEY (chat_id, message_id)
+    );
+    CREATE INDEX telegram_messages_run ON telegram_messages (run_id);
+    """,
 ]

@@ -29,6 +29,8 @@ from .base import (
     MailRecord,
     NewJob,
     RunRecord,
+    TelegramButton,
+    TelegramMessage,
 )
 from .schema import MIGRATIONS
 
@@ -507,12 +509,13 @@ class SQLiteStore:
         last_status: int | None,
         last_error: str | None,
         event: tuple[str, dict[str, Any]] | None = None,
+        attempted: bool = True,
     ) -> None:
         def op(db: sqlite3.Connection) -> None:
             db.execute(
-                "UPDATE jobs SET status = ?, attempts = attempts + 1, next_at = ?,"
+                "UPDATE jobs SET status = ?, attempts = attempts + ?, next_at = ?,"
                 " last_status = ?, last_error = ?, lease_until = 0 WHERE id = ?",
-                (status, next_at, last_status, last_error, job.id),
+                (status, int(attempted), next_at, last_status, last_error, job.id),
             )
             if event is not None and job.run_id is not None:
                 _insert_events(db, job.run_id, [event], time.time())
@@ -582,6 +585,84 @@ class SQLiteStore:
             )
             for r in rows
         ]
+
+    # -- Telegram ---------------------------------------------------------------------------
+
+    async def record_telegram_update(
+        self, bot_id: str, update_id: int, job: NewJob, *, keep_for: float
+    ) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            now = time.time()
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO telegram_updates (bot_id, update_id, received_at)"
+                " VALUES (?, ?, ?)",
+                (bot_id, update_id, now),
+            )
+            if cursor.rowcount != 1:
+                return False
+            _insert_jobs(db, [job], now)
+            if update_id % 100 == 0:
+                db.execute("DELETE FROM telegram_updates WHERE received_at < ?", (now - keep_for,))
+            return True
+
+        new: bool = await self._write(op)
+        return new
+
+    async def add_telegram_buttons(self, buttons: list[TelegramButton]) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO telegram_buttons (id, run_id, reviewer_id, chat_id, choice,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (b.id, b.run_id, b.reviewer_id, b.chat_id, b.choice, b.created_at)
+                    for b in buttons
+                ],
+            )
+
+        await self._write(op)
+
+    async def telegram_button(self, button_id: str) -> TelegramButton | None:
+        rows = await self._read().execute_fetchall(
+            "SELECT id, run_id, reviewer_id, chat_id, choice, created_at FROM telegram_buttons"
+            " WHERE id = ?",
+            (button_id,),
+        )
+        return TelegramButton(*next(iter(rows))) if rows else None
+
+    async def add_telegram_message(self, message: TelegramMessage) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT OR REPLACE INTO telegram_messages (chat_id, message_id, run_id,"
+                " reviewer_id, text, sent_at, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    message.chat_id,
+                    message.message_id,
+                    message.run_id,
+                    message.reviewer_id,
+                    message.text,
+                    message.sent_at,
+                    message.closed_at,
+                ),
+            )
+
+        await self._write(op)
+
+    async def telegram_messages(self, run_id: str) -> list[TelegramMessage]:
+        rows = await self._read().execute_fetchall(
+            "SELECT chat_id, message_id, run_id, reviewer_id, text, sent_at, closed_at"
+            " FROM telegram_messages WHERE run_id = ? ORDER BY sent_at",
+            (run_id,),
+        )
+        return [TelegramMessage(*row) for row in rows]
+
+    async def close_telegram_message(self, chat_id: int, message_id: int, at: float) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE telegram_messages SET closed_at = ? WHERE chat_id = ? AND message_id = ?",
+                (at, chat_id, message_id),
+            )
+
+        await self._write(op)
 
 
 @contextlib.asynccontextmanager

@@ -11,6 +11,7 @@ from ..config import Settings
 from ..jobs import JobRunner
 from ..service import RunService
 from ..store import Store
+from ..telegram.channel import TelegramChannel
 
 settings_key = web.AppKey("settings", Settings)
 store_key = web.AppKey("store", Store)
@@ -18,3 +19,4 @@ service_key = web.AppKey("service", RunService)
 runner_key = web.AppKey("runner", JobRunner)
 templates_key = web.AppKey("templates", jinja2.Environment)
 clock_key: web.AppKey[Callable[[], float]] = web.AppKey("clock")
+telegram_key = web.AppKey("telegram", TelegramChannel)

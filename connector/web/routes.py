@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api, flows, mailbox, openapi, review
+from . import api, flows, mailbox, openapi, review, telegram
 
 
-def add_routes(app: web.Application, *, dev_mailbox: bool) -> None:
+def add_routes(app: web.Application, *, dev_mailbox: bool, telegram_webhook: bool = False) -> None:
     """Register every route of the connector."""
     app.router.add_post("/v1/runs", api.create_run, name="create_run")
     app.router.add_get("/v1/runs", api.list_runs, name="list_runs")
@@ -27,3 +27,5 @@ def add_routes(app: web.Application, *, dev_mailbox: bool) -> None:
     app.router.add_post("/r/{token}", review.submit, name="review_submit")
     if dev_mailbox:
         app.router.add_get("/dev/mailbox", mailbox.mailbox, name="dev_mailbox")
+    if telegram_webhook:
+        app.router.add_post("/telegram/webhook", telegram.webhook, name="telegram_webhook")
