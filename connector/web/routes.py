@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api, mailbox, openapi, review
+from . import api, mailbox, n8n, openapi, review
 
 
 def add_routes(app: web.Application, *, dev_mailbox: bool) -> None:
@@ -16,6 +16,7 @@ def add_routes(app: web.Application, *, dev_mailbox: bool) -> None:
     app.router.add_post("/v1/runs/{run_id}/decision", api.decide_run, name="decide_run")
     app.router.add_get("/v1/runs/{run_id}/wait", api.wait_run, name="wait_run")
     app.router.add_post("/v1/runs/{run_id}/redeliver", api.redeliver_run, name="redeliver_run")
+    app.router.add_post("/n8n/{flow}", n8n.pause, name="n8n_pause")
     app.router.add_get("/v1/openapi.json", openapi.openapi_json, name="openapi")
     app.router.add_get("/healthz", api.healthz, name="healthz")
     app.router.add_get("/r/{token}", review.show, name="review")
