@@ -7,6 +7,7 @@ of the keys below is the action, so a builder can send the item's fields as they
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -38,10 +39,8 @@ _OBJECTS = ("action", "context", "risk")
 def _object(name: str, value: Any) -> dict[str, Any]:
     # n8n's "Using Fields Below" body sends every field as text; accept a JSON object in it.
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             value = json.loads(value) if value.strip() else {}
-        except ValueError:
-            pass
     if not isinstance(value, dict):
         raise ValidationFailed(f"{name} must be a JSON object")
     return value
@@ -106,14 +105,14 @@ async def pause(request: web.Request) -> web.Response:
             "resumeUrl: required; send {{ $execution.resumeUrl }} from the HTTP Request node"
         )
     record, created = await service.pause(run_request, source="n8n")
-    if not created and run_request.resume and record.resume:
-        # Execution ids restart with a new n8n database and repeat across n8n instances: the
-        # same key with another resume URL is another execution, which must not get this run.
-        if record.resume.get("url") != run_request.resume.url:
-            raise Conflict(
-                f"idempotencyKey {run_request.idempotency_key!r} was already used by another"
-                " execution (different resumeUrl); use a key unique to this execution"
-            )
+    # Execution ids restart with a new n8n database and repeat across n8n instances: the same
+    # key with another resume URL is another execution, which must not be handed this run.
+    resume = run_request.resume
+    if not created and resume and record.resume and record.resume.get("url") != resume.url:
+        raise Conflict(
+            f"idempotencyKey {run_request.idempotency_key!r} was already used by another"
+            " execution (different resumeUrl); use a key unique to this execution"
+        )
     return json_model(
         await service.to_api(record), status=201 if created else 200, exclude={"events"}
     )
