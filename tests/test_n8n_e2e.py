@@ -15,10 +15,12 @@ import html
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -237,7 +239,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack() -> Iterator[Stack]:
     """Start the connector and n8n (templates imported and active) once for the module."""
     binary = n8n_binary()
     if binary is None:
@@ -245,7 +247,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "n8n END-TO-END TESTS SKIPPED: n8n could not be installed"
             f" (run {INSTALLER} and see its output)"
         )
-    tmp = tmp_path_factory.mktemp("n8n-e2e")
+    # Not under pytest's basetemp: other pytest sessions on the machine rotate those away.
+    tmp = Path(tempfile.mkdtemp(prefix="hitl-n8n-e2e-"))
     connector_port, n8n_port = free_port(), free_port()
     connector_url = f"http://127.0.0.1:{connector_port}"
     n8n_url = f"http://127.0.0.1:{n8n_port}"
@@ -319,6 +322,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         stop(connector)
         n8n_log.close()
         connector_log.close()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def trigger_sync(n8n_url: str, path: str, body: dict[str, Any]) -> None:
@@ -538,11 +542,31 @@ async def execution_in(stack: Stack, execution_id: str, *statuses: str) -> Execu
     return found
 
 
-async def finished(stack: Stack, execution_id: str) -> Execution:
-    """The execution once it ended; it must have ended well."""
-    execution = await execution_in(stack, execution_id, "success", "error", "crashed", "canceled")
-    assert execution.status == "success", execution.data["resultData"].get("error")
-    return execution
+async def finished(stack: Stack, execution_id: str, at: str, *, timeout: float = 60) -> Execution:
+    """The execution once it ended successfully at node `at`.
+
+    n8n writes the status and the execution data in two steps, so `success` may be visible a
+    moment before the data of the nodes after the Wait node: wait for both.
+    """
+    seen: list[Execution] = []
+
+    async def check() -> Execution | None:
+        execution = read_execution(stack.n8n_db, execution_id)
+        if execution is None:
+            return None
+        seen[:] = [execution]
+        assert execution.status not in ("error", "crashed", "canceled"), execution.data[
+            "resultData"
+        ].get("error")
+        return execution if execution.status == "success" and execution.last_node == at else None
+
+    try:
+        found: Execution = await eventually(check, timeout=timeout)
+    except TimeoutError:
+        last = seen[0] if seen else None
+        state = f"{last.status} at {last.last_node}" if last else "not found"
+        raise AssertionError(f"execution {execution_id} did not end at {at!r}: {state}") from None
+    return found
 
 
 # -- the templates --------------------------------------------------------------------------------
@@ -563,8 +587,7 @@ async def test_basic_gate_approved_on_review_page(http, stack):
     link = await review_link(http, stack, run["id"])
     await decide_on_page(http, link, "approve", comment="looks good")
 
-    execution = await finished(stack, execution_id)
-    assert execution.last_node == "Approved: continue"
+    execution = await finished(stack, execution_id, "Approved: continue")
     (out,) = execution.output("Approved: continue")
     assert out == {
         "outcome": "approved",
@@ -599,7 +622,7 @@ async def test_crm_update_uses_reviewer_edits(http, stack):
     link = await review_link(http, stack, run["id"])
     await decide_on_page(http, link, "approve", edits={"owner": "bob", "amount": "1100"})
 
-    execution = await finished(stack, run["idempotency_key"])
+    execution = await finished(stack, run["idempotency_key"], "Update CRM record")
     (out,) = execution.output("Update CRM record")
     assert out == {
         "record_id": record,
@@ -637,8 +660,7 @@ async def test_email_draft_rejected(http, stack):
     link = await review_link(http, stack, run["id"])
     await decide_on_page(http, link, "reject", comment="Refund first, then reply")
 
-    execution = await finished(stack, run["idempotency_key"])
-    assert execution.last_node == "Do not send"
+    execution = await finished(stack, run["idempotency_key"], "Do not send")
     (out,) = execution.output("Do not send")
     assert out == {"outcome": "rejected", "to": sender, "reason": "Refund first, then reply"}
     assert not execution.ran("Send the email")
@@ -665,7 +687,7 @@ async def test_agent_tool_call_runs_with_edited_arguments(http, stack):
     edited = json.dumps({"order_id": order, "amount": 20})
     await decide_on_page(http, link, "approve", edits={"args": edited})
 
-    execution = await finished(stack, run["idempotency_key"])
+    execution = await finished(stack, run["idempotency_key"], "Run the tool")
     (out,) = execution.output("Run the tool")
     assert out["tool_result"] == f"refunded 20 on order {order}"
     assert out["approved_by"] == "Ann"
@@ -687,7 +709,7 @@ async def test_agent_tool_call_rejected_reports_back(http, stack):
     link = await review_link(http, stack, run["id"])
     await decide_on_page(http, link, "reject", comment="not eligible")
 
-    execution = await finished(stack, run["idempotency_key"])
+    execution = await finished(stack, run["idempotency_key"], "Tell the agent: rejected")
     (out,) = execution.output("Tell the agent: rejected")
     assert out == {
         "tool": "refund_order",
@@ -711,7 +733,7 @@ async def test_decision_before_wait_node_is_retried_until_it_lands(http, stack):
     assert attempts[0]["result"] == "retry" and attempts[0]["http_status"] == 409
     assert "is running already" in attempts[0]["error"]
     assert attempts[-1]["result"] == "done"
-    execution = await finished(stack, run["idempotency_key"])
+    execution = await finished(stack, run["idempotency_key"], "Approved: continue")
     (out,) = execution.output("Approved: continue")
     assert out["decided_by"] == "api" and out["action"] == {"x": 1}
 
@@ -741,7 +763,7 @@ async def test_wait_node_header_auth_uses_flow_resume_headers(http, stack):
     link = await review_link(http, stack, run["id"])
     await decide_on_page(http, link, "approve")
 
-    execution = await finished(stack, run["idempotency_key"])
+    execution = await finished(stack, run["idempotency_key"], "Approved: continue")
     (out,) = execution.output("Approved: continue")
     assert out["outcome"] == "approved" and out["action"] == {"x": 3}
 
@@ -751,9 +773,7 @@ async def test_limit_wait_time_path_then_late_decision(http, stack):
     run = await run_titled(http, stack, "approval", stack.timeout_marker)
     execution_id = run["idempotency_key"]
     # n8n checks for expired waits once a minute; the fixture started this run early.
-    execution = await execution_in_long(stack, execution_id)
-    assert execution.status == "success"
-    assert execution.last_node == "No decision in time"
+    execution = await finished(stack, execution_id, "No decision in time", timeout=100)
     (out,) = execution.output("No decision in time")
     assert out == {"outcome": "timed_out", "run_id": run["id"]}
     assert not execution.ran("Approved?")
@@ -762,14 +782,3 @@ async def test_limit_wait_time_path_then_late_decision(http, stack):
     failed = await delivery(http, stack, run["id"], "failed")
     assert failed["delivery"]["attempts"] == 1 and failed["delivery"]["last_status"] == 409
     assert "has finished already" in failed["delivery"]["last_error"]
-
-
-async def execution_in_long(stack: Stack, execution_id: str) -> Execution:
-    """Wait up to 100 s for an execution to finish (n8n's wait poll runs every 60 s)."""
-
-    async def check() -> Execution | None:
-        execution = read_execution(stack.n8n_db, execution_id)
-        return execution if execution and execution.status not in ("waiting", "running") else None
-
-    found: Execution = await eventually(check, timeout=100)
-    return found
