@@ -145,10 +145,10 @@ def variant(base: dict[str, Any], wf_id: str, path: str, flow: str) -> dict[str,
 
 
 def slow_before_wait(workflow: dict[str, Any]) -> dict[str, Any]:
-    """Put a 3-second pause between the connector call and the Wait node (the race)."""
+    """Put a 5-second pause between the connector call and the Wait node (the race)."""
     workflow["nodes"].append(
         {
-            "parameters": {"amount": 3, "unit": "seconds"},
+            "parameters": {"amount": 5, "unit": "seconds"},
             "id": str(uuid.uuid4()),
             "name": "Slow step",
             "type": "n8n-nodes-base.wait",
@@ -726,7 +726,7 @@ async def test_decision_before_wait_node_is_retried_until_it_lands(http, stack):
     title = marked("Race")
     await trigger(http, stack, "test-race", {"title": title, "action": {"x": 1}})
     run = await run_titled(http, stack, "approval", title)
-    await decide_by_api(http, stack, run["id"], "approve")  # n8n is in its 3 s slow step
+    await decide_by_api(http, stack, run["id"], "approve")  # n8n is in its 5 s slow step
 
     done = await delivery(http, stack, run["id"], "delivered")
     attempts = [e["detail"] for e in done["events"] if e["kind"] == "delivery"]
