@@ -177,7 +177,16 @@ def extra_workflows(templates: dict[str, dict[str, Any]]) -> list[dict[str, Any]
     wait = node_named(secured, "Wait for the decision")
     wait["parameters"]["incomingAuthentication"] = "headerAuth"
     wait["credentials"] = {"httpHeaderAuth": {"id": "hitlResumeSecret", "name": "resume secret"}}
-    return [race, timeout, get, secured]
+    wrong = copy.deepcopy(secured)
+    wrong["id"], wrong["name"] = "hitlTestHeader02", "test: test-header-wrong"
+    node_named(wrong, "New request")["parameters"]["path"] = "test-header-wrong"
+    ask = node_named(wrong, "Ask for approval")["parameters"]
+    ask["url"] = ask["url"].replace("/n8n/approval-secured", "/n8n/approval-wrong-secret")
+    for node in wrong["nodes"]:
+        node["id"] = str(uuid.uuid4())
+        if "webhookId" in node:
+            node["webhookId"] = str(uuid.uuid4())
+    return [race, timeout, get, secured, wrong]
 
 
 CREDENTIALS = [
@@ -216,6 +225,9 @@ log_level = "WARNING"
 [flows.approval-secured]
 {reviewer}
 resume_headers = {{ X-Resume-Secret = "{RESUME_SECRET}" }}
+[flows.approval-wrong-secret]
+{reviewer}
+resume_headers = {{ X-Resume-Secret = "not-the-secret" }}
 [flows.crm-update]
 {reviewer}
 editable = ["owner", "stage", "amount"]
@@ -766,6 +778,23 @@ async def test_wait_node_header_auth_uses_flow_resume_headers(http, stack):
     execution = await finished(stack, run["idempotency_key"], "Approved: continue")
     (out,) = execution.output("Approved: continue")
     assert out["outcome"] == "approved" and out["action"] == {"x": 3}
+
+
+async def test_wait_node_header_auth_mismatch_fails_visibly(http, stack):
+    """A wrong resume header is refused by n8n (403); the run shows it and n8n keeps waiting."""
+    title = marked("Wrong secret")
+    await trigger(http, stack, "test-header-wrong", {"title": title, "action": {"x": 4}})
+    run = await run_titled(http, stack, "approval-wrong-secret", title)
+    execution_id = run["idempotency_key"]
+    await execution_in(stack, execution_id, "waiting")
+    await decide_by_api(http, stack, run["id"], "approve")
+
+    failed = await delivery(http, stack, run["id"], "failed")
+    assert failed["delivery"]["attempts"] == 1
+    assert failed["delivery"]["last_status"] == 403
+    assert "Authorization data is wrong" in failed["delivery"]["last_error"]
+    execution = read_execution(stack.n8n_db, execution_id)
+    assert execution is not None and execution.status == "waiting"
 
 
 async def test_limit_wait_time_path_then_late_decision(http, stack):
