@@ -225,6 +225,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     api_keys: list[str] = Field(default_factory=list)
     operator_keys: list[str] = Field(default_factory=list)
+    api_key_header: str | None = None
     secret_keys: list[str] = Field(default_factory=list)
     webhook_secret: str | None = None
     resume_allow: list[str] = Field(default_factory=list)
@@ -256,6 +257,16 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("public_url must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("api_key_header")
+    @classmethod
+    def _api_key_header_name(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}", value):
+            raise ValueError(f"api_key_header {value!r} is not a valid HTTP header name")
+        return value
 
     @field_validator("webhook_secret")
     @classmethod

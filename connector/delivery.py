@@ -8,6 +8,7 @@ as given (n8n signs it). Standard Webhooks headers let receivers verify and de-d
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -25,9 +26,21 @@ _USER_AGENT = "hitl-connector (+resume)"
 
 
 def _is_n8n_not_waiting_yet(status: int, body: str) -> bool:
-    # n8n answers 409 "...is running already" when the resume beats the execution to its Wait
-    # node; the execution will be waiting shortly, so this is worth retrying.
+    # n8n answers 409 'The execution "12" is running already.' when the resume beats the
+    # execution to its Wait node; it will be waiting shortly, so this is worth retrying. Its other
+    # 409s ('... has finished already.', '... has finished with error.') never change.
     return status == 409 and "running" in body.lower() and "finished" not in body.lower()
+
+
+def reason(body: str) -> str:
+    """The short reason in an error answer: n8n's JSON `message` (without its stack trace)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("message"), str):
+        return data["message"][:300]
+    return body[:300]
 
 
 def classify(status: int, body: str) -> str:
@@ -98,7 +111,7 @@ class ResumeDeliverer:
                 raise
             return self._outcome(attempt, "retry", None, f"{type(exc).__name__}: {exc}")
         result = classify(status, text)
-        error = None if result == "done" else f"HTTP {status}: {text[:300]}"
+        error = None if result == "done" else f"HTTP {status}: {reason(text)}"
         return self._outcome(attempt, result, status, error)
 
     @staticmethod

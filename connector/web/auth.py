@@ -1,4 +1,5 @@
-"""API key checks: Bearer, X-API-Key, or Basic with the key as password; constant time."""
+"""API key checks: Bearer, X-API-Key, Basic with the key as password, or the operator's own
+header (`api_key_header`, e.g. for n8n's Header Auth credential); constant time."""
 
 from __future__ import annotations
 
@@ -40,10 +41,13 @@ def key_matches(presented: str, keys: list[str]) -> bool:
 def require_api_key(request: web.Request) -> str:
     """The caller's key if it is one of `api_keys` or `operator_keys`; 401 otherwise."""
     settings = request.app[settings_key]
-    presented = presented_key(request)
-    if not presented or not key_matches(presented, [*settings.api_keys, *settings.operator_keys]):
-        raise Unauthorized()
-    return presented
+    candidates = [presented_key(request)]
+    if settings.api_key_header:
+        candidates.append(request.headers.get(settings.api_key_header, "").strip())
+    for presented in candidates:
+        if presented and key_matches(presented, [*settings.api_keys, *settings.operator_keys]):
+            return presented
+    raise Unauthorized()
 
 
 def is_operator_key(request: web.Request, key: str) -> bool:

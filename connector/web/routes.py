@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api, flows, mailbox, openapi, review, telegram
+from . import api, flows, mailbox, n8n, openapi, review, telegram
 
 
 def add_routes(app: web.Application, *, dev_mailbox: bool, telegram_webhook: bool = False) -> None:
@@ -16,6 +16,7 @@ def add_routes(app: web.Application, *, dev_mailbox: bool, telegram_webhook: boo
     app.router.add_post("/v1/runs/{run_id}/decision", api.decide_run, name="decide_run")
     app.router.add_get("/v1/runs/{run_id}/wait", api.wait_run, name="wait_run")
     app.router.add_post("/v1/runs/{run_id}/redeliver", api.redeliver_run, name="redeliver_run")
+    app.router.add_post("/n8n/{flow}", n8n.pause, name="n8n_pause")
     app.router.add_get("/v1/openapi.json", openapi.openapi_json, name="openapi")
     app.router.add_get("/v1/flows", flows.list_flows, name="list_flows")
     app.router.add_get("/v1/flows/{flow}/stats", flows.get_flow_stats, name="flow_stats")
