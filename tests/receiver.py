@@ -28,10 +28,13 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     statuses: list[tuple[int, str]] = field(default_factory=list)
     default_status: int = 200
+    delay: float = 0.0  # seconds to wait before answering (a hanging receiver)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, request: web.Request) -> web.Response:
         body = await request.read()
+        if self.delay and not self.statuses:
+            await asyncio.sleep(self.delay)
         status, text = self.statuses.pop(0) if self.statuses else (self.default_status, "ok")
         self.received.append(Received(request.path_qs, dict(request.headers), body))
         self.arrived.set()
