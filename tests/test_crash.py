@@ -32,7 +32,7 @@ retry_base_delay = "0.05s"
 
 [flows.news]
 reviewers = [{{ email = "ann@example.com" }}]
-timeout = "1h"
+timeout = "3s"
 editable = ["subject"]
 """,
         encoding="utf-8",
@@ -100,7 +100,11 @@ async def load(
 
 
 async def test_kill_9_loses_nothing(tmp_path):
-    """Three SIGKILLs under load: acknowledged runs and decisions exist and are delivered."""
+    """Three SIGKILLs under load: acknowledged runs exist, decisions hold, all are delivered.
+
+    Runs time out after 3 s, so by the end every run is decided (by a person or its deadline)
+    and each must reach the receiver, duplicates only with the same webhook-id.
+    """
     config = tmp_path / "connector.toml"
     write_config(config, tmp_path / "var")
     port = free_port()
@@ -134,19 +138,28 @@ async def test_kill_9_loses_nothing(tmp_path):
 
             async def all_delivered() -> bool:
                 delivered = {json.loads(c.body)["run_id"] for c in receiver.received}
-                return acked_decisions <= delivered
+                return acked_runs <= delivered
 
             try:
                 await eventually(all_delivered, timeout=30)
             except TimeoutError:
                 delivered = {json.loads(c.body)["run_id"] for c in receiver.received}
-                missing = sorted(acked_decisions - delivered)
+                missing = sorted(acked_runs - delivered)
                 async with (
                     aiohttp.ClientSession(headers=AUTH) as session,
                     session.get(f"{base}/v1/runs/{missing[0]}") as response,
                 ):
                     detail = await response.json()
                 raise AssertionError(f"{len(missing)} undelivered, e.g. {detail}") from None
+            webhook_ids: dict[str, set[str]] = {}
+            for call in receiver.received:
+                run_id = json.loads(call.body)["run_id"]
+                webhook_ids.setdefault(run_id, set()).add(call.headers["webhook-id"])
+            assert all(len(ids) == 1 for ids in webhook_ids.values())
+            async with aiohttp.ClientSession(headers=AUTH) as session:
+                for run_id in acked_decisions:
+                    async with session.get(f"{base}/v1/runs/{run_id}") as response:
+                        assert (await response.json())["decision"]["decided_by"] == "api"
         finally:
             process.send_signal(signal.SIGTERM)
             await asyncio.wait_for(process.wait(), 10)
