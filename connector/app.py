@@ -15,6 +15,7 @@ from .deadlines import DeadlineWatcher
 from .delivery import ResumeDeliverer
 from .jobs import Handler, JobRunner, RetryPolicy
 from .links import LinkSigner
+from .metrics import Metrics
 from .notify.email import EmailChannel
 from .service import ESCALATE_JOB, RESUME_JOB, RunService
 from .store import open_store
@@ -24,6 +25,7 @@ from .telegram.poller import Poller
 from .urlguard import AddressPolicy, GuardedResolver
 from .web.keys import (
     clock_key,
+    metrics_key,
     runner_key,
     service_key,
     settings_key,
@@ -61,6 +63,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         on_work=lambda: runner_ref[0].wake() if runner_ref else None,
         on_new_deadline=lambda at: watcher_ref[0].deadline_added(at) if watcher_ref else None,
         clock=clock,
+        metrics=app[metrics_key],
     )
     service.add_channel(EmailChannel(service))
     telegram_client: TelegramClient | None = None
@@ -95,6 +98,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             give_up_after=settings.delivery_retry_for.total_seconds(),
         ),
         clock=clock,
+        metrics=app[metrics_key],
     )
     watcher = DeadlineWatcher(service)
     runner_ref.append(runner)
@@ -140,6 +144,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[settings_key] = settings
     app[clock_key] = clock
+    app[metrics_key] = Metrics()
     app[templates_key] = make_templates()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_service_ctx)

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .metrics import Metrics
 from .store import JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class JobRunner:
         lease: float = 120.0,
         idle_poll: float = 5.0,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self._store = store
         self._handlers = handlers
@@ -75,6 +77,7 @@ class JobRunner:
         self._lease = lease
         self._idle_poll = idle_poll
         self._clock = clock
+        self._metrics = metrics or Metrics()
         self._wake = asyncio.Event()
         self._active: set[asyncio.Task[None]] = set()
 
@@ -154,6 +157,12 @@ class JobRunner:
                 wait = max(wait, outcome.retry_after)
             next_at = now + wait
         attempted = outcome.result != "later"
+        self._metrics.inc(
+            "hitl_job_attempts_total",
+            "Job attempts by kind and outcome",
+            kind=job.kind,
+            result=status if status != "pending" else outcome.result,
+        )
         try:
             await self._store.finish_job(
                 job,

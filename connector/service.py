@@ -22,6 +22,7 @@ from .config import FlowConfig, ReviewerConfig, Settings
 from .errors import Conflict, RunNotFound, UnknownFlow
 from .jobs import Outcome
 from .links import LinkSigner
+from .metrics import Metrics
 from .models import (
     AuditEvent,
     Change,
@@ -60,12 +61,14 @@ class RunService:
         on_work: Callable[[], None] = lambda: None,
         on_new_deadline: Callable[[float], None] = lambda _: None,
         clock: Callable[[], float] = time.time,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.signer = signer
         self.addresses = addresses
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self._on_work = on_work
         self._on_new_deadline = on_new_deadline
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
@@ -168,6 +171,9 @@ class RunService:
                 )
         stored, created = await self.store.create_run(run, jobs, events)
         if created:
+            self.metrics.inc("hitl_runs_created_total", "Runs paused", flow=run.flow, source=source)
+            if stored.status != "pending":
+                self._count_decision(stored.flow, stored.status, "policy")
             if stored.status == "pending":
                 self._on_new_deadline(stored.deadline)
             else:
@@ -300,10 +306,20 @@ class RunService:
             )
         if not won:
             raise already_decided(await self.record(run.id))
+        self._count_decision(run.flow, status, decided_by)
         if jobs:
             self._on_work()
         self._release_waiters(run.id)
         return decided
+
+    def _count_decision(self, flow: str, status: str, decided_by: str) -> None:
+        self.metrics.inc(
+            "hitl_decisions_total",
+            "Runs decided",
+            flow=flow,
+            decision=status,
+            decided_by=decided_by,
+        )
 
     async def cancel(self, run_id: str, *, reason: str | None = None) -> RunRecord:
         """Cancel a pending run; the resume target hears `cancelled`."""

@@ -8,7 +8,7 @@ import json
 
 from connector.web.keys import store_key
 
-from .conftest import AUTH, create_run, fetch_run, run_body
+from .conftest import AUTH, create_run, eventually, fetch_run, run_body
 
 
 async def count_runs(client) -> int:
@@ -193,3 +193,25 @@ async def test_healthz_and_unknown_routes(client):
     assert missing.status == 404 and (await missing.json())["ok"] is False
     wrong = await client.delete("/v1/runs")
     assert wrong.status == 405 and (await wrong.json())["status"] == 405
+
+
+async def test_metrics_count_runs_decisions_and_backlog(client, receiver):
+    """/metrics shows runs created, decisions, job outcomes and the pending backlog."""
+    first = await create_run(client, run_body(receiver))
+    await create_run(client, run_body())
+    await client.post(
+        f"/v1/runs/{first['id']}/decision",
+        headers=AUTH,
+        json={"decision": "approve", "reviewer": "ann@example.com"},
+    )
+    await receiver.wait_for(1)
+    assert (await client.get("/metrics")).status == 401
+
+    async def scraped():
+        text = await (await client.get("/metrics", headers=AUTH)).text()
+        return text if 'hitl_job_attempts_total{kind="resume",result="done"} 1' in text else None
+
+    text = await eventually(scraped)
+    assert 'hitl_runs_created_total{flow="news",source="api"} 2' in text
+    assert 'hitl_decisions_total{decided_by="api",decision="approved",flow="news"} 1' in text
+    assert "hitl_runs_pending 1" in text

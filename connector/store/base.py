@@ -227,6 +227,10 @@ class Store(Protocol):
 
     async def list_mail(self, limit: int) -> list[MailRecord]: ...
 
+    async def backlog(self) -> tuple[int, dict[str, int], float | None]:
+        """Pending runs, pending jobs by kind, and when the oldest due job became due."""
+        ...
+
     async def record_telegram_update(
         self, bot_id: str, update_id: int, job: NewJob, *, keep_for: float
     ) -> bool:

@@ -567,6 +567,17 @@ class SQLiteStore:
 
         await self._write(op)
 
+    async def backlog(self) -> tuple[int, dict[str, int], float | None]:
+        db = self._read()
+        # Both queries use the partial indexes on pending rows, so they stay cheap at scale.
+        pending = await db.execute_fetchall("SELECT COUNT(*) FROM runs WHERE status = 'pending'")
+        jobs = await db.execute_fetchall(
+            "SELECT kind, COUNT(*), MIN(next_at) FROM jobs WHERE status = 'pending' GROUP BY kind"
+        )
+        by_kind = {kind: count for kind, count, _ in jobs}
+        oldest = min((due for _, _, due in jobs), default=None)
+        return next(iter(pending))[0], by_kind, oldest
+
     async def list_mail(self, limit: int) -> list[MailRecord]:
         rows = await self._read().execute_fetchall(
             "SELECT id, at, recipient, subject, text, html, headers FROM dev_mail"

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..jobs import JobRunner
+from ..metrics import Metrics
 from ..service import RunService
 from ..store import Store
 from ..telegram.channel import TelegramChannel
@@ -18,5 +19,6 @@ store_key = web.AppKey("store", Store)
 service_key = web.AppKey("service", RunService)
 runner_key = web.AppKey("runner", JobRunner)
 templates_key = web.AppKey("templates", jinja2.Environment)
+metrics_key = web.AppKey("metrics", Metrics)
 clock_key: web.AppKey[Callable[[], float]] = web.AppKey("clock")
 telegram_key = web.AppKey("telegram", TelegramChannel)

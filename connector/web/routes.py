@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api, flows, mailbox, n8n, openapi, review, telegram
+from . import api, flows, mailbox, metrics, n8n, openapi, review, telegram
 
 
 def add_routes(app: web.Application, *, dev_mailbox: bool, telegram_webhook: bool = False) -> None:
@@ -24,6 +24,7 @@ def add_routes(app: web.Application, *, dev_mailbox: bool, telegram_webhook: boo
     app.router.add_post("/flows/login", flows.login, name="flows_login")
     app.router.add_post("/flows/logout", flows.logout, name="flows_logout")
     app.router.add_get("/healthz", api.healthz, name="healthz")
+    app.router.add_get("/metrics", metrics.metrics, name="metrics")
     app.router.add_get("/r/{token}", review.show, name="review")
     app.router.add_post("/r/{token}", review.submit, name="review_submit")
     if dev_mailbox:
