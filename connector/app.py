@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -18,7 +19,7 @@ from .links import LinkSigner
 from .metrics import Metrics
 from .notify.email import EmailChannel
 from .service import ESCALATE_JOB, RESUME_JOB, RunService
-from .store import open_store
+from .store import Store, open_store
 from .telegram.api import TelegramClient
 from .telegram.channel import TelegramChannel
 from .telegram.poller import Poller
@@ -39,16 +40,26 @@ from .web.templates import make_templates
 
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
-    async with open_store(app[settings_key].database_path) as store:
+    settings = app[settings_key]
+    async with open_store(settings.database, pool_size=settings.database_pool_size) as store:
         app[store_key] = store
         yield
+
+
+async def _link_keys(settings: Settings, store: Store) -> list[str]:
+    """Configured keys; else one generated key, kept where every instance finds it."""
+    if settings.secret_keys or not settings.shared_database:
+        return signing_keys(settings)
+    # Instances on other machines have other data dirs: the shared database keeps the key.
+    return [await store.keep_secret("link_signing_key", secrets.token_urlsafe(48))]
 
 
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     clock = app[clock_key]
     addresses = AddressPolicy(settings.resume_allow)
-    signer = LinkSigner(signing_keys(settings), max_age=settings.max_link_age.total_seconds())
+    keys = await _link_keys(settings, app[store_key])
+    signer = LinkSigner(keys, max_age=settings.max_link_age.total_seconds())
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(resolver=GuardedResolver(addresses), limit=256),
         auto_decompress=False,
@@ -97,6 +108,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             base_delay=settings.retry_base_delay.total_seconds(),
             give_up_after=settings.delivery_retry_for.total_seconds(),
         ),
+        lease=settings.job_lease.total_seconds(),
         clock=clock,
         metrics=app[metrics_key],
     )
@@ -105,6 +117,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     watcher_ref.append(watcher)
     app[service_key] = service
     app[runner_key] = runner
+    # A long poll here ends when any instance sharing the database records the decision.
+    await app[store_key].listen_decisions(service.release_waiters)
     tasks = [
         asyncio.create_task(runner.run(), name="job-runner"),
         asyncio.create_task(watcher.run(), name="deadline-watcher"),
@@ -130,7 +144,12 @@ async def _telegram_poller_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     poller = Poller(channel.client, channel, timeout=settings.poll_timeout.total_seconds())
-    task = asyncio.create_task(poller.run(), name="telegram-poller")
+    # Telegram allows one getUpdates caller per bot: among instances sharing a database, the one
+    # holding the lock polls and the others stand by to take over.
+    task = asyncio.create_task(
+        app[store_key].run_exclusive(f"telegram-poller:{settings.bot_id}", poller.run),
+        name="telegram-poller",
+    )
     try:
         yield
     finally:

@@ -1,4 +1,5 @@
-"""Command line: `hitl-connector serve | check-config | telegram …`. Builds Settings once."""
+"""Command line: `hitl-connector serve | check-config | migrate | telegram …`. Builds Settings
+once."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -80,6 +82,25 @@ def telegram(settings: Settings, action: str) -> int:
     return 0
 
 
+def redact(url: str) -> str:
+    """The database URL without its password, for printing."""
+    return re.sub(r"(://[^/:@]*):[^/@]*@", r"\1:***@", url)
+
+
+def migrate(settings: Settings) -> int:
+    """`migrate`: bring the database schema up to date (serve does this too, at start)."""
+    from .store import migrate as migrate_store
+
+    try:
+        applied, latest = asyncio.run(migrate_store(settings.database))
+    except Exception as exc:  # any driver error: report it, as for a bad config
+        print(f"hitl-connector: cannot migrate {redact(settings.database)}: {exc}", file=sys.stderr)
+        return 1
+    done = f"applied {', '.join(map(str, applied))}" if applied else "nothing to apply"
+    print(f"{redact(settings.database)}: schema version {latest} ({done})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `hitl-connector` command."""
     parser = argparse.ArgumentParser(prog="hitl-connector", description=__doc__)
@@ -91,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_cmd = sub.add_parser("check-config", help="validate a config file and list its flows")
     check_cmd.add_argument("--config", help="TOML file (default: $CONNECTOR_CONFIG)")
     check_cmd.add_argument("file", nargs="?", help="TOML file (same as --config)")
+    migrate_cmd = sub.add_parser("migrate", help="create or upgrade the database schema")
+    migrate_cmd.add_argument("--config", help="TOML file (default: $CONNECTOR_CONFIG)")
     telegram_cmd = sub.add_parser("telegram", help="manage the Telegram bot")
     telegram_sub = telegram_cmd.add_subparsers(dest="action", required=True)
     for action, text in (
@@ -113,4 +136,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "telegram":
         return telegram(settings, args.action)
+    if args.command == "migrate":
+        return migrate(settings)
     return serve(settings)

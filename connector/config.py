@@ -223,6 +223,8 @@ class Settings(BaseSettings):
     port: int = Field(8080, ge=0, le=65535)
     data_dir: Path = Path("var")
     database_url: str = ""
+    database_pool_size: int = Field(10, ge=1, le=500)
+    job_lease: Duration = timedelta(minutes=2)
     api_keys: list[str] = Field(default_factory=list)
     operator_keys: list[str] = Field(default_factory=list)
     api_key_header: str | None = None
@@ -257,6 +259,19 @@ class Settings(BaseSettings):
         if not re.match(r"^https?://[^/\s]+", value):
             raise ValueError("public_url must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: str) -> str:
+        if value == "":
+            return value
+        if value.startswith("sqlite:///") and len(value) > len("sqlite:///"):
+            return value
+        if re.match(r"^postgres(ql)?://[^/\s]*/?", value):
+            return value
+        raise ValueError(
+            "database_url must be sqlite:///<path> or postgresql://user@host[:port]/database"
+        )
 
     @field_validator("api_key_header")
     @classmethod
@@ -296,14 +311,22 @@ class Settings(BaseSettings):
                     )
         return self
 
+    @model_validator(mode="after")
+    def _lease_outlasts_delivery(self) -> Settings:
+        if self.job_lease <= self.delivery_timeout:
+            # Otherwise another worker could take a delivery over while it is still running.
+            raise ValueError("job_lease must be longer than delivery_timeout")
+        return self
+
     @property
-    def database_path(self) -> str:
-        """Where the SQLite database lives (database_url wins over data_dir)."""
-        if self.database_url:
-            if not self.database_url.startswith("sqlite:///"):
-                raise ConfigError("database_url must be sqlite:///<path>")
-            return self.database_url.removeprefix("sqlite:///")
-        return str(self.data_dir / "connector.db")
+    def database(self) -> str:
+        """The database in use: database_url, or the SQLite file in data_dir."""
+        return self.database_url or f"sqlite:///{self.data_dir / 'connector.db'}"
+
+    @property
+    def shared_database(self) -> bool:
+        """True for PostgreSQL, which several connector instances may share."""
+        return self.database.startswith(("postgresql://", "postgres://"))
 
 
 def _describe(error: ValidationError) -> str:

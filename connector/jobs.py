@@ -131,8 +131,11 @@ class JobRunner:
         if delay <= 0 and len(self._active) >= self._concurrency:
             delay = self._idle_poll
         if delay > 0:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # arrives as the event is set, and the runner would then never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def _handle(self, job: JobRecord) -> None:
         try:

@@ -177,7 +177,7 @@ class RunService:
             if stored.status == "pending":
                 self._on_new_deadline(stored.deadline)
             else:
-                self._release_waiters(stored.id)
+                self.release_waiters(stored.id)
             if jobs:
                 self._on_work()
         return stored, created
@@ -309,7 +309,7 @@ class RunService:
         self._count_decision(run.flow, status, decided_by)
         if jobs:
             self._on_work()
-        self._release_waiters(run.id)
+        self.release_waiters(run.id)
         return decided
 
     def _count_decision(self, flow: str, status: str, decided_by: str) -> None:
@@ -383,26 +383,39 @@ class RunService:
 
     async def wait(self, run_id: str, timeout: float) -> RunRecord:
         """Return as soon as the run is decided, or the pending run after `timeout` seconds."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(run_id, []).append(future)
-        try:
-            run = await self.record(run_id)
-            if run.status == "pending":
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(future), timeout)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + timeout
+        run = await self.record(run_id)
+        while run.status == "pending" and (left := until - loop.time()) > 0:
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.setdefault(run_id, []).append(future)
+            try:
+                # Registered before re-reading, so a decision in between still wakes us.
                 run = await self.record(run_id)
-            return run
-        finally:
-            waiting = self._waiters.get(run_id, [])
-            if future in waiting:
-                waiting.remove(future)
-            if not waiting:
-                self._waiters.pop(run_id, None)
+                if run.status != "pending":
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await future
+                run = await self.record(run_id)
+            finally:
+                waiting = self._waiters.get(run_id, [])
+                if future in waiting:
+                    waiting.remove(future)
+                if not waiting:
+                    self._waiters.pop(run_id, None)
+        return run
 
-    def _release_waiters(self, run_id: str) -> None:
-        for future in self._waiters.get(run_id, []):
-            if not future.done():
-                future.set_result(None)
+    def release_waiters(self, run_id: str | None) -> None:
+        """Wake long polls on `run_id` (all of them for None) to look at the run again.
+
+        Called for this process's own decisions and, through the store's `listen_decisions`,
+        for decisions recorded by other instances sharing the database.
+        """
+        for key in [run_id] if run_id is not None else list(self._waiters):
+            for future in self._waiters.get(key, []):
+                if not future.done():
+                    future.set_result(None)
 
     # -- presentation -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The storage interface. SQLite implements it now; a PostgreSQL store will implement it later.
+"""The storage interface, implemented by the SQLite store and the PostgreSQL store.
 
 No correctness may depend on there being a single process: decisions are conditional updates and
 jobs are claimed with an expiring lease, so several workers (or instances) can share one store.
@@ -6,6 +6,7 @@ jobs are claimed with an expiring lease, so several workers (or instances) can s
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -135,6 +136,19 @@ class Store(Protocol):
     """Everything the service needs from a database."""
 
     async def ping(self) -> None: ...
+
+    async def listen_decisions(self, callback: Callable[[str | None], None]) -> None:
+        """Call `callback(run_id)` when another process records a decision (`None`: some may
+        have been missed, re-check). A no-op where one process owns the database."""
+        ...
+
+    async def run_exclusive(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        """Run `body` while no other process sharing the database runs one under `name`."""
+        ...
+
+    async def keep_secret(self, name: str, value: str) -> str:
+        """Keep `value` under `name` unless one is kept already; return the kept value."""
+        ...
 
     async def create_run(
         self, run: RunRecord, jobs: list[NewJob], events: list[tuple[str, dict[str, Any]]]

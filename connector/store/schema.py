@@ -105,4 +105,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX telegram_messages_run ON telegram_messages (run_id);
     """,
+    # 4: secrets the connector generated itself and every instance must share
+    """
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        created_at REAL NOT NULL
+    );
+    """,
 ]

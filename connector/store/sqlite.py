@@ -13,7 +13,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
@@ -167,7 +167,7 @@ class SQLiteStore:
         # FULL: a commit is on disk before the caller hears about it, even across power loss.
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=10000")
-        self._migrate(db)
+        self.migrate_schema(db)
         # One process owns an SQLite file, so leases left by a killed predecessor are stale:
         # release them now instead of waiting for them to expire.
         db.execute("UPDATE jobs SET lease_until = 0 WHERE status = 'pending'")
@@ -185,7 +185,8 @@ class SQLiteStore:
         self._thread.shutdown(wait=True)
 
     @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
+    def migrate_schema(db: sqlite3.Connection) -> None:
+        """Apply pending migrations on `db`, in one immediate (write-locked) transaction."""
         db.execute("BEGIN IMMEDIATE")
         try:
             row = db.execute("PRAGMA user_version").fetchone()
@@ -258,6 +259,25 @@ class SQLiteStore:
 
     async def ping(self) -> None:
         await self._read().execute_fetchall("SELECT 1")
+
+    async def listen_decisions(self, callback: Callable[[str | None], None]) -> None:
+        """Nothing to do: one process owns an SQLite file and sees its own decisions."""
+
+    async def run_exclusive(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
+        """One process owns an SQLite file, so it is always the only one running `body`."""
+        await body()
+
+    async def keep_secret(self, name: str, value: str) -> str:
+        def op(db: sqlite3.Connection) -> str:
+            db.execute(
+                "INSERT OR IGNORE INTO secrets (name, value, created_at) VALUES (?, ?, ?)",
+                (name, value, time.time()),
+            )
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+            return str(row[0])
+
+        kept: str = await self._write(op)
+        return kept
 
     async def create_run(
         self, run: RunRecord, jobs: list[NewJob], events: list[tuple[str, dict[str, Any]]]

@@ -24,5 +24,8 @@ async def webhook(request: web.Request) -> web.Response:
     update_id = update.get("update_id")
     if not isinstance(update_id, int) or isinstance(update_id, bool):
         raise BadRequest("update_id must be an integer")
+    if not -(2**63) <= update_id < 2**63:
+        # Both stores keep it as a 64-bit integer; Telegram's own ids are far smaller.
+        raise BadRequest("update_id is out of range")
     await channel.receive(update)  # False for a replay; Telegram still gets its 200
     return web.json_response({"ok": True})
