@@ -4,7 +4,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test test-fast lint bench clean
+.PHONY: run test test-fast test-postgres lint bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP_TEST)
 
 test-fast: $(STAMP_TEST)
 	$(BIN)/pytest -q -m "not slow and not n8n and not browser"
+
+# The app-level tests again, on PostgreSQL (127.0.0.1:5432 or $$TEST_DATABASE_URL).
+test-postgres: $(STAMP_TEST)
+	$(BIN)/pytest -q --store=postgres -m "not slow and not n8n and not browser"
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .

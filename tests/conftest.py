@@ -1,10 +1,14 @@
-"""Shared fixtures: real SQLite files under tmp_path, a real HTTP receiver, the real app."""
+"""Shared fixtures: real SQLite files under tmp_path, a real HTTP receiver, the real app.
+
+`pytest --store=postgres` runs the app-level tests on PostgreSQL instead (a fresh schema per
+test, see pg.py); tests that need PostgreSQL whatever the option use the `pg_url` fixture.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +19,7 @@ from connector.app import create_app
 from connector.config import Settings, load_settings
 from connector.web.keys import service_key, store_key
 
+from .pg import pg_schema, pg_schema_sync
 from .receiver import Receiver, start_receiver
 
 API_KEY = "test-key"
@@ -33,9 +38,43 @@ DEFAULT_FLOW = {
 }
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--store",
+        choices=["sqlite", "postgres"],
+        default="sqlite",
+        help="the database the app-level tests run on (default: sqlite)",
+    )
+
+
+_DATABASE: dict[str, str] = {}  # with --store=postgres: this test's database URL
+
+
+@pytest.fixture(autouse=True)
+def _store_backend(request: pytest.FixtureRequest) -> Iterator[None]:
+    """With --store=postgres, give each test its own PostgreSQL schema for make_settings."""
+    if request.config.getoption("--store") != "postgres":
+        yield
+        return
+    with pg_schema_sync() as url:
+        _DATABASE["url"] = url
+        try:
+            yield
+        finally:
+            _DATABASE.clear()
+
+
+@pytest.fixture
+async def pg_url() -> AsyncIterator[str]:
+    """A PostgreSQL database URL (a fresh schema) for tests that need PostgreSQL."""
+    async with pg_schema() as url:
+        yield url
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     """Settings for a test: its own data dir, local receivers allowed, fast retries."""
     values: dict[str, Any] = {
+        "database_url": _DATABASE.get("url", ""),
         "data_dir": str(tmp_path / "var"),
         "api_keys": [API_KEY],
         "resume_allow": ["127.0.0.1/32"],

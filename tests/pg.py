@@ -7,10 +7,12 @@ with a reason that says so plainly.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
 
 import asyncpg
 import pytest
@@ -37,20 +39,32 @@ def with_schema(url: str, schema: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}search_path={schema}"
 
 
+async def _execute(sql: str) -> None:
+    conn = await _admin()
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 @asynccontextmanager
 async def pg_schema() -> AsyncIterator[str]:
     """Create an empty schema, yield a database URL that uses it, drop it afterwards."""
     schema = f"t_{secrets.token_hex(6)}"
-    conn = await _admin()
-    try:
-        await conn.execute(f"CREATE SCHEMA {schema}")
-    finally:
-        await conn.close()
+    await _execute(f"CREATE SCHEMA {schema}")
     try:
         yield with_schema(SERVER_URL, schema)
     finally:
-        conn = await _admin()
+        await _execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextmanager
+def pg_schema_sync() -> Iterator[str]:
+    """`pg_schema` for synchronous fixtures (its own event loop, on a worker thread)."""
+    schema = f"t_{secrets.token_hex(6)}"
+    with ThreadPoolExecutor(1) as worker:
+        worker.submit(asyncio.run, _execute(f"CREATE SCHEMA {schema}")).result()
         try:
-            await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+            yield with_schema(SERVER_URL, schema)
         finally:
-            await conn.close()
+            worker.submit(asyncio.run, _execute(f"DROP SCHEMA {schema} CASCADE")).result()

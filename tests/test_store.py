@@ -364,6 +364,21 @@ async def test_jobs_claim_lease_finish_and_requeue(store):
     assert await store.next_job_at(("nothing",)) is None
 
 
+async def test_closing_a_store_hands_back_its_leases(opener):
+    """Jobs a store still holds when it closes are free at once for the other stores."""
+    async with opener() as other:
+        async with opener() as closing:
+            await closing.create_run(
+                make_run("r1"), [job("a", next_at=1.0), job("b", next_at=1.0)], []
+            )
+            (held,) = await closing.claim_jobs(10.0, limit=1, lease=600, kinds=KINDS)
+            (kept,) = await other.claim_jobs(10.0, limit=1, lease=600, kinds=KINDS)
+        assert [j.id for j in await other.claim_jobs(11.0, limit=5, lease=600, kinds=KINDS)] == [
+            held.id
+        ]
+        assert kept.id != held.id
+
+
 async def test_next_job_at_is_the_earliest_due_or_lease_end(store):
     """The runner sleeps until the earliest pending job is due or its lease ends."""
     assert await store.next_job_at(KINDS) is None

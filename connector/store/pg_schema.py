@@ -112,12 +112,14 @@ PG_MIGRATIONS: list[str] = [
     );
     CREATE INDEX telegram_messages_run ON telegram_messages (run_id);
     """,
-    # 4: secrets the connector generated itself and every instance must share
+    # 4: secrets the connector generated itself and every instance must share; which open
+    # store holds a job's lease, so a store that closes can hand its jobs back at once
     """
     CREATE TABLE secrets (
         name TEXT PRIMARY KEY,
         value TEXT NOT NULL,
         created_at DOUBLE PRECISION NOT NULL
     );
+    ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
     """,
 ]

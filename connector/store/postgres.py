@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -220,6 +221,7 @@ class PostgresStore:
         self._schema = ""
         self._channel = ""
         self._listener_task: asyncio.Task[None] | None = None
+        self._owner = secrets.token_hex(8)  # marks the leases this store takes
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -239,7 +241,21 @@ class PostgresStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener_task
         if self._pool is not None:
+            await self._release_leases()
             await self._pool.close()
+
+    async def _release_leases(self) -> None:
+        """Hand back the jobs this store still holds (their work was interrupted by stopping), so
+        other instances take them up now rather than when the leases end."""
+        try:
+            async with asyncio.timeout(5):
+                await self._db().execute(
+                    "UPDATE jobs SET lease_until = 0 WHERE lease_owner = $1"
+                    " AND status = 'pending' AND lease_until > 0",
+                    self._owner,
+                )
+        except (TimeoutError, *_DB_ERRORS) as exc:
+            log.warning("could not hand back leased jobs (%s); they wait for their leases", exc)
 
     def _db(self) -> asyncpg.Pool:
         assert self._pool is not None, "store is not open"
@@ -601,7 +617,7 @@ class PostgresStore:
         # SKIP LOCKED: instances claiming at the same moment take different jobs instead of
         # queueing behind each other; the lease keeps a claimed job from being claimed again.
         rows = await self._db().fetch(
-            f"UPDATE jobs SET lease_until = $1 WHERE id IN ("
+            f"UPDATE jobs SET lease_until = $1, lease_owner = $5 WHERE id IN ("
             f" SELECT id FROM jobs WHERE status = 'pending' AND next_at <= $2"
             f" AND lease_until <= $2 AND kind = ANY($3::text[]) ORDER BY next_at LIMIT $4"
             f" FOR UPDATE SKIP LOCKED)"
@@ -610,6 +626,7 @@ class PostgresStore:
             now,
             list(kinds),
             limit,
+            self._owner,
         )
         return [_job_from_row(r) for r in rows]
 

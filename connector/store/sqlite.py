@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -149,6 +150,7 @@ class SQLiteStore:
         self._reader: aiosqlite.Connection | None = None
         self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
+        self._owner = secrets.token_hex(8)  # marks the leases this store takes
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -174,6 +176,8 @@ class SQLiteStore:
         return db
 
     async def close(self) -> None:
+        if self._writer_task is not None and not self._writer_task.done():
+            await self._release_leases()
         if self._writer_task is not None:
             self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -183,6 +187,22 @@ class SQLiteStore:
         if self._writer is not None:
             await asyncio.get_running_loop().run_in_executor(self._thread, self._writer.close)
         self._thread.shutdown(wait=True)
+
+    async def _release_leases(self) -> None:
+        """Hand back the jobs this store still holds (their work was interrupted by stopping)."""
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "UPDATE jobs SET lease_until = 0 WHERE lease_owner = ? AND status = 'pending'"
+                " AND lease_until > 0",
+                (self._owner,),
+            )
+
+        try:
+            async with asyncio.timeout(5):
+                await self._write(op)
+        except (TimeoutError, sqlite3.Error) as exc:
+            log.warning("could not hand back leased jobs (%s); the next start does", exc)
 
     @staticmethod
     def migrate_schema(db: sqlite3.Connection) -> None:
@@ -508,11 +528,11 @@ class SQLiteStore:
 
         def op(db: sqlite3.Connection) -> list[JobRecord]:
             cursor = db.execute(
-                f"UPDATE jobs SET lease_until = ? WHERE id IN ("
+                f"UPDATE jobs SET lease_until = ?, lease_owner = ? WHERE id IN ("
                 f" SELECT id FROM jobs WHERE status = 'pending' AND next_at <= ?"
                 f" AND lease_until <= ? AND kind IN ({marks}) ORDER BY next_at LIMIT ?)"
                 f" RETURNING {_JOB_COLUMNS}",
-                (now + lease, now, now, *kinds, limit),
+                (now + lease, self._owner, now, now, *kinds, limit),
             )
             rows = cursor.fetchall()
             return [_job_from_row(r) for r in rows]
