@@ -7,6 +7,7 @@ test, see pg.py); tests that need PostgreSQL whatever the option use the `pg_url
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,7 +20,7 @@ from connector.app import create_app
 from connector.config import Settings, load_settings
 from connector.web.keys import service_key, store_key
 
-from .pg import pg_schema, pg_schema_sync
+from .pg import pg_schema_sync
 from .receiver import Receiver, start_receiver
 
 API_KEY = "test-key"
@@ -48,27 +49,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 _DATABASE: dict[str, str] = {}  # with --store=postgres: this test's database URL
+_SCHEMAS: list[contextlib.ExitStack] = []  # this test's PostgreSQL schemas, dropped last
 
 
 @pytest.fixture(autouse=True)
 def _store_backend(request: pytest.FixtureRequest) -> Iterator[None]:
-    """With --store=postgres, give each test its own PostgreSQL schema for make_settings."""
-    if request.config.getoption("--store") != "postgres":
-        yield
-        return
-    with pg_schema_sync() as url:
-        _DATABASE["url"] = url
+    """With --store=postgres, give each test its own PostgreSQL schema for make_settings.
+
+    Autouse fixtures are set up first and torn down last, so schemas are dropped only after
+    every app of the test has closed.
+    """
+    with contextlib.ExitStack() as schemas:
+        _SCHEMAS.append(schemas)
+        if request.config.getoption("--store") == "postgres":
+            _DATABASE["url"] = schemas.enter_context(pg_schema_sync())
         try:
             yield
         finally:
             _DATABASE.clear()
+            _SCHEMAS.clear()
 
 
 @pytest.fixture
-async def pg_url() -> AsyncIterator[str]:
+def pg_url() -> str:
     """A PostgreSQL database URL (a fresh schema) for tests that need PostgreSQL."""
-    async with pg_schema() as url:
-        yield url
+    url: str = _SCHEMAS[-1].enter_context(pg_schema_sync())
+    return url
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
