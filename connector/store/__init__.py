@@ -22,8 +22,8 @@ from .base import (
     TelegramButton,
     TelegramMessage,
 )
-from .pg_schema import PG_MIGRATIONS
-from .postgres import PostgresStore, migrate_postgres, open_postgres_store
+from .pg_schema import PG_MIGRATIONS, migrate_postgres
+from .postgres import PostgresStore, open_postgres_store
 from .schema import MIGRATIONS
 from .sqlite import SQLiteStore, open_sqlite_store
 

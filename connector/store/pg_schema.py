@@ -1,10 +1,21 @@
 """Versioned PostgreSQL migrations, one entry per SQLite migration in schema.py (same numbers).
 
-Each entry runs once, in order, inside the start-up transaction that holds the migration lock.
+Each entry runs once, in order, inside the start-up transaction that holds the migration lock
+(`migrate_postgres`).
 Types mirror the SQLite schema: times are seconds since the epoch (double precision), JSON is
 stored as text exactly as written, and the few columns that hold arbitrary outside text are
 bytea (UTF-8), because PostgreSQL text cannot hold NUL characters and SQLite's can.
 """
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import asyncpg
+
+log = logging.getLogger(__name__)
 
 PG_MIGRATIONS: list[str] = [
     # 1: runs, their audit trail, durable jobs, and the dev mailbox
@@ -123,3 +134,43 @@ PG_MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN lease_owner TEXT;
     """,
 ]
+
+
+def lock_key(namespace: str, name: str) -> int:
+    """A stable signed 64-bit advisory lock key for `name` within `namespace` (the schema)."""
+    digest = hashlib.sha256(f"hitl-connector:{namespace}:{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+async def migrate_postgres(conn: asyncpg.Connection) -> list[int]:
+    """Apply pending migrations under a transaction-scoped advisory lock; the versions applied.
+
+    Two instances starting together: the second waits for the lock, then finds nothing to do.
+    """
+    schema = await conn.fetchval("SELECT current_schema()")
+    if schema is None:
+        raise RuntimeError("the database's search_path names no existing schema")
+    applied: list[int] = []
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(schema, "migrate"))
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+        )
+        version = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+        if version > len(PG_MIGRATIONS):
+            log.warning(
+                "database schema version %d is newer than this connector's %d",
+                version,
+                len(PG_MIGRATIONS),
+            )
+        for number, script in enumerate(PG_MIGRATIONS[version:], start=version + 1):
+            await conn.execute(script)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+                number,
+                time.time(),
+            )
+            log.info("applied PostgreSQL migration %d", number)
+            applied.append(number)
+    return applied

@@ -10,7 +10,8 @@ correct together:
   expires (leases are never released wholesale at start: other instances may be running);
 - a decision sends a NOTIFY in its own transaction, and `listen_decisions` hands those to the
   service, so a long poll on one instance ends when another instance records the decision;
-- migrations and `run_exclusive` use advisory locks, keyed by the schema in use.
+- migrations and `run_exclusive` use advisory locks, keyed by the schema in use
+  (pg_schema.py, pg_coordination.py).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from .base import (
     TelegramButton,
     TelegramMessage,
 )
-from .pg_schema import PG_MIGRATIONS
+from .pg_coordination import DB_ERRORS, listen, run_exclusive
+from .pg_schema import lock_key, migrate_postgres
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,6 @@ _JOB_COLUMNS = (
     "id, kind, run_id, payload, body, status, attempts, next_at, created_at, last_status,"
     " last_error"
 )
-_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
-_HEARTBEAT = 10.0  # seconds between checks that a listener or lock connection is still alive
 
 
 def _dumps(value: Any) -> str:
@@ -171,46 +171,6 @@ _ESCALATE = (
 )
 
 
-def _key(namespace: str, name: str) -> int:
-    """A stable signed 64-bit advisory lock key for `name` within `namespace` (the schema)."""
-    digest = hashlib.sha256(f"hitl-connector:{namespace}:{name}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
-async def migrate_postgres(conn: asyncpg.Connection) -> list[int]:
-    """Apply pending migrations under a transaction-scoped advisory lock; the versions applied.
-
-    Two instances starting together: the second waits for the lock, then finds nothing to do.
-    """
-    schema = await conn.fetchval("SELECT current_schema()")
-    if schema is None:
-        raise RuntimeError("the database's search_path names no existing schema")
-    applied: list[int] = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", _key(schema, "migrate"))
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
-        )
-        version = await conn.fetchval("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
-        if version > len(PG_MIGRATIONS):
-            log.warning(
-                "database schema version %d is newer than this connector's %d",
-                version,
-                len(PG_MIGRATIONS),
-            )
-        for number, script in enumerate(PG_MIGRATIONS[version:], start=version + 1):
-            await conn.execute(script)
-            await conn.execute(
-                "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
-                number,
-                time.time(),
-            )
-            log.info("applied PostgreSQL migration %d", number)
-            applied.append(number)
-    return applied
-
-
 class PostgresStore:
     """The shared store. Open it with `open_postgres_store(url)`."""
 
@@ -254,7 +214,7 @@ class PostgresStore:
                     " AND status = 'pending' AND lease_until > 0",
                     self._owner,
                 )
-        except (TimeoutError, *_DB_ERRORS) as exc:
+        except (TimeoutError, *DB_ERRORS) as exc:
             log.warning("could not hand back leased jobs (%s); they wait for their leases", exc)
 
     def _db(self) -> asyncpg.Pool:
@@ -275,84 +235,11 @@ class PostgresStore:
     async def listen_decisions(self, callback: Callable[[str | None], None]) -> None:
         """Call `callback(run_id)` for every decision recorded by any instance; `None` after a
         reconnect, when some may have been missed. Returns once listening."""
-        conn, lost = await self._listen(callback)
-        self._listener_task = asyncio.create_task(
-            self._keep_listening(conn, lost, callback), name="pg-decision-listener"
-        )
-
-    async def _listen(
-        self, callback: Callable[[str | None], None]
-    ) -> tuple[asyncpg.Connection, asyncio.Event]:
-        conn = await self._connect()
-        lost = _termination(conn)
-
-        def notified(_conn: object, _pid: int, _channel: str, payload: object) -> None:
-            callback(str(payload))
-
-        await conn.add_listener(self._channel, notified)
-        return conn, lost
-
-    async def _keep_listening(
-        self,
-        conn: asyncpg.Connection,
-        lost: asyncio.Event,
-        callback: Callable[[str | None], None],
-    ) -> None:
-        try:
-            while True:
-                await _until_lost(conn, lost)
-                log.warning("decision listener connection lost; reconnecting")
-                conn.terminate()
-                delay = 0.1
-                while True:
-                    try:
-                        conn, lost = await self._listen(callback)
-                        break
-                    except _DB_ERRORS as exc:
-                        log.warning("decision listener cannot reconnect (%s)", exc)
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 5.0)
-                callback(None)  # notifications sent meanwhile are gone: re-check every waiter
-        finally:
-            conn.terminate()
+        self._listener_task = await listen(self._connect, self._channel, callback)
 
     async def run_exclusive(self, name: str, body: Callable[[], Awaitable[None]]) -> None:
-        """Run `body` while holding the cluster-wide lock `name`, waiting for it first.
-
-        The lock is a session advisory lock on a connection of its own, so it ends with that
-        connection: when this instance dies, another takes over. When the connection is lost,
-        `body` is cancelled and the lock sought again.
-        """
-        key = _key(self._schema, name)
-        delay = 0.5
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await self._connect()
-                lost = _termination(conn)
-                await conn.execute("SELECT pg_advisory_lock($1)", key)  # waits, no polling
-                log.info("holding the %s lock", name)
-                task: asyncio.Future[None] = asyncio.ensure_future(body())
-                watch = asyncio.create_task(_until_lost(conn, lost))
-                try:
-                    await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    watch.cancel()
-                    if not task.done():
-                        task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
-                if not task.cancelled():
-                    task.result()  # body's own error
-                    return
-                log.warning("lost the %s lock; stopping until it is held again", name)
-            except _DB_ERRORS as exc:
-                log.warning("cannot hold the %s lock (%s); retrying in %.1fs", name, exc, delay)
-            finally:
-                if conn is not None:
-                    conn.terminate()  # ends the session, which releases the lock
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+        """Run `body` while holding the cluster-wide lock `name` (see pg_coordination)."""
+        await run_exclusive(self._connect, lock_key(self._schema, name), name, body)
 
     async def keep_secret(self, name: str, value: str) -> str:
         """Keep `value` under `name` unless a value is kept already; return the kept one."""
@@ -817,28 +704,6 @@ class PostgresStore:
             chat_id,
             message_id,
         )
-
-
-def _termination(conn: asyncpg.Connection) -> asyncio.Event:
-    """An event set when the connection ends."""
-    lost = asyncio.Event()
-    conn.add_termination_listener(lambda _: lost.set())
-    return lost
-
-
-async def _until_lost(conn: asyncpg.Connection, lost: asyncio.Event) -> None:
-    """Return when the connection ends or stops answering (checked every few seconds)."""
-    while True:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(_HEARTBEAT):
-                await lost.wait()
-        if lost.is_set():
-            return
-        try:
-            async with asyncio.timeout(_HEARTBEAT):
-                await conn.fetchval("SELECT 1")
-        except (TimeoutError, *_DB_ERRORS):
-            return
 
 
 @contextlib.asynccontextmanager
