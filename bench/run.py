@@ -3,7 +3,10 @@
 1. pause throughput (wrk, 64 connections) vs a bare aiohttp app parsing the same JSON;
 2. click-to-resume latency (review-page POST → arrival at a local receiver) at 100 decisions/s;
 3. scale: 1,000,000 pending runs — pause p99, start-up time, memory, 100,000 simultaneous deadlines;
-4. notification fan-out: 1,000 runs x 2 reviewers to a local SMTP server.
+4. notification fan-out: 1,000 runs x 2 reviewers to a local SMTP server;
+5. PostgreSQL: pause throughput with one and with two instances (ratios to the same baseline) and
+   click-to-resume across instances (pause on A, decide on B). Skipped, saying so, when no server
+   answers at BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test).
 
 Prints a table and writes bench/results.json. `BENCH_QUICK=1` shrinks every size for a smoke run.
 """
@@ -43,6 +46,7 @@ CLICKS = 200 if QUICK else 1000
 SCALE_RUNS = 20_000 if QUICK else 1_000_000
 DEADLINE_RUNS = 5_000 if QUICK else 100_000
 FANOUT_RUNS = 100 if QUICK else 1000
+PG_URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def free_port() -> int:
@@ -52,7 +56,12 @@ def free_port() -> int:
 
 
 def write_config(
-    directory: Path, *, receiver_port: int = 9, smtp_port: int | None = None, reviewers: int = 1
+    directory: Path,
+    *,
+    receiver_port: int = 9,
+    smtp_port: int | None = None,
+    reviewers: int = 1,
+    database_url: str = "",
 ) -> Path:
     people = ", ".join(
         f'{{ email = "{name}@example.com", name = "{name.title()}" }}'
@@ -66,6 +75,7 @@ def write_config(
     config.write_text(
         f"""
 data_dir = "{directory / "var"}"
+database_url = "{database_url}"
 api_keys = ["{API_KEY}"]
 secret_keys = ["{SECRET}"]
 resume_allow = ["127.0.0.1/32"]
@@ -145,22 +155,20 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(port: int, *, seconds: int = WRK_SECONDS, connections: int = 64) -> dict[str, float]:
-    output = subprocess.run(
-        [
-            ensure_wrk(),
-            "-t1",
-            f"-c{connections}",
-            f"-d{seconds}s",
-            "--latency",
-            "-s",
-            str(ROOT / "bench" / "pause.lua"),
-            f"http://127.0.0.1:{port}/v1/runs",
-        ],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+def wrk_command(port: int, *, seconds: int, connections: int) -> list[str]:
+    return [
+        ensure_wrk(),
+        "-t1",
+        f"-c{connections}",
+        f"-d{seconds}s",
+        "--latency",
+        "-s",
+        str(ROOT / "bench" / "pause.lua"),
+        f"http://127.0.0.1:{port}/v1/runs",
+    ]
+
+
+def parse_wrk(output: str) -> dict[str, float]:
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+(?:us|ms|s))", output, re.M))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
@@ -172,6 +180,26 @@ def run_wrk(port: int, *, seconds: int = WRK_SECONDS, connections: int = 64) -> 
         "non_2xx": int(errors.group(1)) if errors else 0,
         "socket_errors": socket_errors.group(1) if socket_errors else "",  # type: ignore[dict-item]
     }
+
+
+def run_wrk(port: int, *, seconds: int = WRK_SECONDS, connections: int = 64) -> dict[str, float]:
+    command = wrk_command(port, seconds=seconds, connections=connections)
+    return parse_wrk(subprocess.run(command, check=True, capture_output=True, text=True).stdout)
+
+
+def run_wrk_together(ports: list[int], *, seconds: int = WRK_SECONDS) -> list[dict[str, float]]:
+    """One wrk per port at the same time, the 64 connections split between them."""
+    connections = 64 // len(ports)
+    runs = [
+        subprocess.Popen(
+            wrk_command(port, seconds=seconds, connections=connections),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        for port in ports
+    ]
+    return [parse_wrk(run.communicate()[0]) for run in runs]
 
 
 # -- 1. pause throughput -------------------------------------------------------------------------
@@ -239,49 +267,57 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
+async def click_latency(
+    pause_base: str, decide_base: str, arrivals: dict[str, float]
+) -> dict[str, Any]:
+    """Pause CLICKS runs on one instance, then approve them on the review page of another (or
+    the same) at 100 decisions per second; milliseconds from click to the receiver."""
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        runs = []
+        for i in range(CLICKS):
+            async with session.post(
+                f"{pause_base}/v1/runs",
+                json={"flow": "bench", "action": {"stage": "Proposal", "n": i}},
+            ) as response:
+                runs.append(await response.json())
+        sent: dict[str, float] = {}
+        statuses: list[int] = []
+
+        async def click(run: dict[str, Any]) -> None:
+            token = review_token(run["id"], "ann@example.com", time.time() + 3600)
+            sent[run["id"]] = time.perf_counter()
+            async with session.post(
+                f"{decide_base}/r/{token}", data={"choice": "approve"}
+            ) as response:
+                statuses.append(response.status)
+
+        tasks = []
+        start = time.perf_counter()
+        for i, run in enumerate(runs):  # 100 decisions per second, evenly spaced
+            await asyncio.sleep(max(0.0, start + i / 100 - time.perf_counter()))
+            tasks.append(asyncio.create_task(click(run)))
+        await asyncio.gather(*tasks)
+        until = time.perf_counter() + 30
+        while len(arrivals) < len(runs) and time.perf_counter() < until:
+            await asyncio.sleep(0.05)
+    latencies = [(arrivals[r] - sent[r]) * 1000 for r in sent if r in arrivals]
+    return {
+        "decisions": len(sent),
+        "delivered": len(latencies),
+        "non_200": sum(1 for s in statuses if s != 200),
+        "p50_ms": round(statistics.median(latencies), 2) if latencies else None,
+        "p99_ms": round(pct(latencies, 0.99), 2) if latencies else None,
+    }
+
+
 async def bench_click(work: Path) -> dict[str, Any]:
     port, receiver_port = free_port(), free_port()
     config = write_config(work / "click", receiver_port=receiver_port)
     arrivals: dict[str, float] = {}
     async with receiver(receiver_port, arrivals), process(connector_args(config, port), port):
         base = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession(headers=AUTH) as session:
-            runs = []
-            for i in range(CLICKS):
-                async with session.post(
-                    f"{base}/v1/runs",
-                    json={"flow": "bench", "action": {"stage": "Proposal", "n": i}},
-                ) as response:
-                    runs.append(await response.json())
-            sent: dict[str, float] = {}
-            statuses: list[int] = []
-
-            async def click(run: dict[str, Any]) -> None:
-                token = review_token(run["id"], "ann@example.com", time.time() + 3600)
-                sent[run["id"]] = time.perf_counter()
-                async with session.post(
-                    f"{base}/r/{token}", data={"choice": "approve"}
-                ) as response:
-                    statuses.append(response.status)
-
-            tasks = []
-            start = time.perf_counter()
-            for i, run in enumerate(runs):  # 100 decisions per second, evenly spaced
-                await asyncio.sleep(max(0.0, start + i / 100 - time.perf_counter()))
-                tasks.append(asyncio.create_task(click(run)))
-            await asyncio.gather(*tasks)
-            until = time.perf_counter() + 30
-            while len(arrivals) < len(runs) and time.perf_counter() < until:
-                await asyncio.sleep(0.05)
-    latencies = [(arrivals[r] - sent[r]) * 1000 for r in sent if r in arrivals]
-    return {
-        "decisions": len(sent),
-        "delivered": len(latencies),
-        "non_200": sum(1 for s in statuses if s != 200),
-        "p50_ms": round(statistics.median(latencies), 2),
-        "p99_ms": round(pct(latencies, 0.99), 2),
-        "targets": {"p50_ms": "<= 5", "p99_ms": "<= 25"},
-    }
+        result = await click_latency(base, base, arrivals)
+    return {**result, "targets": {"p50_ms": "<= 5", "p99_ms": "<= 25"}}
 
 
 # -- 3. scale -----------------------------------------------------------------------------------
@@ -450,6 +486,101 @@ async def bench_fanout(work: Path) -> dict[str, Any]:
         controller.stop()
 
 
+# -- 5. PostgreSQL ----------------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def pg_database() -> AsyncIterator[str | None]:
+    """A fresh schema on the PostgreSQL at PG_URL (dropped afterwards); None when none answers."""
+    try:
+        import asyncpg
+    except ImportError:
+        yield None
+        return
+    schema = f"bench_{os.getpid()}_{int(time.time())}"
+    try:
+        conn = await asyncpg.connect(PG_URL, timeout=5)
+    except (OSError, TimeoutError, asyncpg.PostgresError):
+        yield None
+        return
+    try:
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        yield f"{PG_URL}{'&' if '?' in PG_URL else '?'}search_path={schema}"
+    finally:
+        await conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        await conn.close()
+
+
+async def wait_decided_elsewhere(base_a: str, base_b: str, rounds: int) -> dict[str, Any]:
+    """Long poll on A, decide through the API on B: ms from sending the decision to B until A's
+    long poll answers (and, for comparison, until B itself answers)."""
+    woken: list[float] = []
+    answered: list[float] = []
+    async with aiohttp.ClientSession(headers=AUTH) as session:
+        for i in range(rounds):
+            async with session.post(
+                f"{base_a}/v1/runs", json={"flow": "bench", "action": {"n": i}}
+            ) as response:
+                run_id = (await response.json())["id"]
+
+            async def wait(run_id: str) -> float:
+                async with session.get(f"{base_a}/v1/runs/{run_id}/wait?timeout=30") as answer:
+                    await answer.read()
+                return time.perf_counter()
+
+            waiting = asyncio.create_task(wait(run_id))
+            await asyncio.sleep(0.02)  # the long poll is parked on A
+            sent = time.perf_counter()
+            async with session.post(
+                f"{base_b}/v1/runs/{run_id}/decision",
+                json={"decision": "approve", "reviewer": "ann@example.com"},
+            ) as response:
+                await response.read()
+                answered.append((time.perf_counter() - sent) * 1000)
+            woken.append((await waiting - sent) * 1000)
+    return {
+        "rounds": rounds,
+        "p50_ms": round(statistics.median(woken), 2),
+        "p99_ms": round(pct(woken, 0.99), 2),
+        "decision_answer_p50_ms": round(statistics.median(answered), 2),
+    }
+
+
+async def bench_postgres(work: Path, baseline: dict[str, Any]) -> dict[str, Any]:
+    async with pg_database() as url:
+        if url is None:
+            return {"skipped": f"no PostgreSQL server answers at {PG_URL}"}
+        receiver_port = free_port()
+        config = write_config(work / "pg", receiver_port=receiver_port, database_url=url)
+        port_a, port_b = free_port(), free_port()
+        async with process(connector_args(config, port_a), port_a):
+            one = run_wrk(port_a)
+        async with (
+            process(connector_args(config, port_a), port_a),
+            process(connector_args(config, port_b), port_b),
+        ):
+            each = run_wrk_together([port_a, port_b])
+        arrivals: dict[str, float] = {}
+        async with (
+            receiver(receiver_port, arrivals),
+            process(connector_args(config, port_a), port_a),
+            process(connector_args(config, port_b), port_b),
+        ):
+            base_a, base_b = f"http://127.0.0.1:{port_a}", f"http://127.0.0.1:{port_b}"
+            click = await click_latency(base_a, base_b, arrivals)
+            wake = await wait_decided_elsewhere(base_a, base_b, 50 if QUICK else 200)
+    two_rps = round(sum(r["rps"] for r in each), 1)
+    return {
+        "one_instance": one,
+        "one_ratio": round(one["rps"] / baseline["rps"], 3),
+        "two_instances": {"rps": two_rps, "each": each},
+        "two_ratio": round(two_rps / baseline["rps"], 3),
+        "click_across_instances": click,
+        "wait_wakes_across_instances": wake,
+        "note": "two instances, wrk, PostgreSQL and the baseline share this machine's CPUs",
+    }
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -465,14 +596,16 @@ async def main() -> None:
     }
     with tempfile.TemporaryDirectory(prefix="hitl-bench-") as tmp:
         work = Path(tmp)
-        print("1/4 pause throughput …", flush=True)
+        print("1/5 pause throughput …", flush=True)
         results["pause"] = await bench_pause(work)
-        print("2/4 click-to-resume latency …", flush=True)
+        print("2/5 click-to-resume latency …", flush=True)
         results["click_to_resume"] = await bench_click(work)
-        print("3/4 scale …", flush=True)
+        print("3/5 scale …", flush=True)
         results["scale"] = await bench_scale(work, results["pause"]["connector"]["p99_ms"])
-        print("4/4 notification fan-out …", flush=True)
+        print("4/5 notification fan-out …", flush=True)
         results["fanout"] = await bench_fanout(work)
+        print("5/5 PostgreSQL, one and two instances …", flush=True)
+        results["postgres"] = await bench_postgres(work, results["pause"]["baseline"])
     out = ROOT / "bench" / "results.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
@@ -525,6 +658,42 @@ def print_table(r: dict[str, Any]) -> None:
             f"{f.get('seconds_to_all_sent', '-')} s",
         ),
     ]
+    pg = r.get("postgres", {})
+    if "skipped" in pg:
+        rows.append(("PostgreSQL", "skipped", pg["skipped"], ""))
+    elif pg:
+        one, two, click, wake = (
+            pg["one_instance"],
+            pg["two_instances"],
+            pg["click_across_instances"],
+            pg["wait_wakes_across_instances"],
+        )
+        rows += [
+            (
+                "PostgreSQL pause req/s, 1 instance",
+                f"{one['rps']} (p99 {one['p99_ms']} ms)",
+                f"ratio {pg['one_ratio']} of baseline",
+                "",
+            ),
+            (
+                "PostgreSQL pause req/s, 2 instances",
+                f"{two['rps']}",
+                f"ratio {pg['two_ratio']} of baseline",
+                "same 2-core machine",
+            ),
+            (
+                "click-to-resume, pause A, click B",
+                f"{click['p50_ms']} / {click['p99_ms']} ms",
+                f"{click['delivered']}/{click['decisions']} delivered",
+                "p50 / p99",
+            ),
+            (
+                "long poll on A, decided on B",
+                f"{wake['p50_ms']} / {wake['p99_ms']} ms",
+                f"{wake['rounds']} rounds",
+                "p50 / p99",
+            ),
+        ]
     width = [max(len(str(row[i])) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(str(cell).ljust(width[i]) for i, cell in enumerate(row)))
