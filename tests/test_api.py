@@ -215,3 +215,16 @@ async def test_metrics_count_runs_decisions_and_backlog(client, receiver):
     assert 'hitl_runs_created_total{flow="news",source="api"} 2' in text
     assert 'hitl_decisions_total{decided_by="api",decision="approved",flow="news"} 1' in text
     assert "hitl_runs_pending 1" in text
+
+
+async def test_unpaired_surrogate_is_refused(client):
+    """A JSON string escaping half a UTF-16 pair is a 400, never a 500; whole pairs are fine."""
+    headers = {**AUTH, "Content-Type": "application/json"}
+    body = b'{"flow": "news", "action": {"subject": "\\ud800 alone"}}'
+    response = await client.post("/v1/runs", data=body, headers=headers)
+    assert response.status == 400
+    assert "surrogate" in (await response.json())["error"]
+    paired = b'{"flow": "news", "action": {"subject": "\\ud83d\\ude00"}}'
+    response = await client.post("/v1/runs", data=paired, headers=headers)
+    assert response.status == 201
+    assert (await response.json())["action"]["subject"] == "\U0001f600"

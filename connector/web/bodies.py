@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -14,6 +15,8 @@ M = TypeVar("M", bound=BaseModel)
 
 # Deep enough for any real action; shallow enough that storing and rendering never recurse far.
 MAX_DEPTH = 64
+# JSON may escape a UTF-16 surrogate without its pair ("\ud800"); no database can store that.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
@@ -31,6 +34,11 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
         raise BadRequest("request body must be a JSON object")
     if _depth(data) > MAX_DEPTH:
         raise BadRequest(f"request body is nested deeper than {MAX_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise BadRequest("request body contains an unpaired UTF-16 surrogate escape") from exc
     return data
 
 
