@@ -43,6 +43,9 @@ def test_environment_overrides_file(tmp_path, monkeypatch):
         ('[flows.a]\nreviewers = [{ name = "x" }]\n', "flows.a.reviewers.0"),
         ('[flows.a]\ncolour = "red"\n', "flows.a.colour: unknown key"),
         ('public_url = "ftp://x"\n', "public_url"),
+        ('database_url = "mysql://db/hitl"\n', "database_url"),
+        ('database_url = "sqlite:///"\n', "database_url"),
+        ('job_lease = "10s"\n', "job_lease must be longer than delivery_timeout"),
         ("this is not toml", "not valid TOML"),
     ],
 )

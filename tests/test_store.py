@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -643,6 +645,38 @@ async def test_migrate_command_function(database):
     assert await migrate(database) == ([], latest)
     async with open_store(database) as opened:
         await opened.ping()
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "connector", *args], capture_output=True, text=True, check=False
+    )
+
+
+async def test_migrate_command(database, tmp_path):
+    """`hitl-connector migrate` applies the migrations once and never prints a password."""
+    url = database.replace("postgres@", "postgres:hunter2@")  # trust auth ignores it
+    config = tmp_path / "c.toml"
+    config.write_text(f'database_url = "{url}"\n')
+    first = await asyncio.to_thread(run_cli, "migrate", "--config", str(config))
+    assert first.returncode == 0, first.stderr
+    latest = len(MIGRATIONS)
+    assert f"schema version {latest} (applied {', '.join(map(str, range(1, latest + 1)))})" in (
+        first.stdout
+    )
+    again = await asyncio.to_thread(run_cli, "migrate", "--config", str(config))
+    assert "nothing to apply" in again.stdout
+    assert "hunter2" not in first.stdout + again.stdout + first.stderr
+
+
+def test_migrate_command_reports_an_unreachable_database(tmp_path):
+    """An unreachable PostgreSQL gives exit status 1 and a message without the password."""
+    config = tmp_path / "c.toml"
+    config.write_text('database_url = "postgresql://hitl:hunter2@127.0.0.1:1/hitl"\n')
+    result = run_cli("migrate", "--config", str(config))
+    assert result.returncode == 1
+    assert "cannot migrate postgresql://hitl:***@127.0.0.1:1/hitl" in result.stderr
+    assert "hunter2" not in result.stderr
 
 
 def test_both_backends_have_every_migration():
