@@ -13,6 +13,7 @@ from aiohttp import web
 from .config import Settings, signing_keys
 from .deadlines import DeadlineWatcher
 from .delivery import ResumeDeliverer
+from .hooks import HookChannel
 from .jobs import Handler, JobRunner, RetryPolicy
 from .links import LinkSigner
 from .metrics import Metrics
@@ -65,6 +66,12 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=clock,
         metrics=app[metrics_key],
     )
+    deliverer = ResumeDeliverer(
+        session,
+        addresses,
+        webhook_secret=settings.webhook_secret,
+        timeout=settings.delivery_timeout.total_seconds(),
+    )
     service.add_channel(EmailChannel(service))
     telegram_client: TelegramClient | None = None
     if settings.telegram is not None:
@@ -79,15 +86,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         service.add_channel(telegram)
         app[telegram_key] = telegram
-    handlers: dict[str, Handler] = {
-        ESCALATE_JOB: service.escalate,
-        RESUME_JOB: ResumeDeliverer(
-            session,
-            addresses,
-            webhook_secret=settings.webhook_secret,
-            timeout=settings.delivery_timeout.total_seconds(),
-        ),
-    }
+    service.add_channel(HookChannel(app[store_key], deliverer))
+    handlers: dict[str, Handler] = {ESCALATE_JOB: service.escalate, RESUME_JOB: deliverer}
     for channel in service.channels:
         handlers.update(channel.handlers())
     runner = JobRunner(

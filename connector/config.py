@@ -27,6 +27,9 @@ from .rules import compile_rule
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
+# Zapier keeps a paused Zap's callback URL (z.generateCallbackUrl) for 30 days, no longer.
+ZAPIER_CALLBACK_LIFETIME = timedelta(days=30)
+
 
 class ConfigError(Exception):
     """The configuration file or environment is not usable; the message names the key."""
@@ -101,6 +104,7 @@ class FlowConfig(BaseModel):
     escalate_after: Duration | None = None
     escalate_to: list[ReviewerConfig] = Field(default_factory=list)
     telegram_chat: int | None = None
+    zapier: bool = False
 
     @field_validator("auto_approve", "require_review")
     @classmethod
@@ -123,6 +127,11 @@ class FlowConfig(BaseModel):
             raise ValueError("escalate_after and escalate_to go together")
         if self.escalate_after and self.escalate_after >= self.timeout:
             raise ValueError("escalate_after must be shorter than timeout")
+        if self.zapier and self.timeout > ZAPIER_CALLBACK_LIFETIME:
+            raise ValueError(
+                "timeout must be 30d or less when zapier = true:"
+                " Zapier's callback URLs stop working after 30 days"
+            )
         return self
 
     @model_validator(mode="after")

@@ -14,6 +14,7 @@ from .base import (
     NewJob,
     RunRecord,
     Store,
+    SubscriptionRecord,
     TelegramButton,
     TelegramMessage,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "RunRecord",
     "SQLiteStore",
     "Store",
+    "SubscriptionRecord",
     "TelegramButton",
     "TelegramMessage",
     "open_store",

@@ -105,4 +105,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX telegram_messages_run ON telegram_messages (run_id);
     """,
+    # 4: Zapier REST hook subscriptions ("New Decision"), and recent decisions newest first
+    """
+    CREATE TABLE hook_subscriptions (
+        id TEXT PRIMARY KEY,
+        target_url TEXT NOT NULL,
+        flow TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX hook_subscriptions_flow ON hook_subscriptions (flow);
+    CREATE INDEX runs_decided ON runs (decided_at) WHERE decided_at IS NOT NULL;
+    """,
 ]

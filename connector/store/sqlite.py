@@ -29,6 +29,7 @@ from .base import (
     MailRecord,
     NewJob,
     RunRecord,
+    SubscriptionRecord,
     TelegramButton,
     TelegramMessage,
 )
@@ -552,6 +553,73 @@ class SQLiteStore:
             )
 
         await self._write(op)
+
+    async def add_jobs(self, jobs: list[NewJob]) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            now = time.time()
+            db.executemany(
+                "INSERT OR IGNORE INTO jobs"
+                " (id, run_id, kind, payload, body, status, next_at, created_at)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                [
+                    (j.id, j.run_id, j.kind, _dumps(j.payload), j.body, j.next_at or now, now)
+                    for j in jobs
+                ],
+            )
+
+        if jobs:
+            await self._write(op)
+
+    # -- hook subscriptions -----------------------------------------------------------------
+
+    async def recent_decisions(self, *, flow: str | None, limit: int) -> list[RunRecord]:
+        where = "WHERE decided_at IS NOT NULL" + (" AND flow = ?" if flow is not None else "")
+        params: tuple[Any, ...] = (flow, limit) if flow is not None else (limit,)
+        rows = await self._read().execute_fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY decided_at DESC, id DESC LIMIT ?",
+            params,
+        )
+        return [_run_from_row(r) for r in rows]
+
+    async def add_subscription(self, subscription: SubscriptionRecord) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO hook_subscriptions (id, target_url, flow, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    subscription.id,
+                    subscription.target_url,
+                    subscription.flow,
+                    subscription.created_at,
+                ),
+            )
+
+        await self._write(op)
+
+    async def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        rows = list(
+            await self._read().execute_fetchall(
+                "SELECT id, target_url, flow, created_at FROM hook_subscriptions WHERE id = ?",
+                (subscription_id,),
+            )
+        )
+        return SubscriptionRecord(*rows[0]) if rows else None
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            cursor = db.execute("DELETE FROM hook_subscriptions WHERE id = ?", (subscription_id,))
+            return cursor.rowcount == 1
+
+        deleted: bool = await self._write(op)
+        return deleted
+
+    async def subscriptions_for(self, flow: str) -> list[SubscriptionRecord]:
+        rows = await self._read().execute_fetchall(
+            "SELECT id, target_url, flow, created_at FROM hook_subscriptions"
+            " WHERE flow IS NULL OR flow = ? ORDER BY created_at, id",
+            (flow,),
+        )
+        return [SubscriptionRecord(*r) for r in rows]
 
     # -- dev mailbox ------------------------------------------------------------------------
 
