@@ -42,5 +42,7 @@ class DeadlineWatcher:
             if self._next_at is not None:
                 delay = min(delay, max(0.0, self._next_at - self._service.clock()))
             if delay > 0:
+                # asyncio.timeout, not wait_for: see JobRunner._sleep (a swallowed cancellation).
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
