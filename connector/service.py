@@ -154,7 +154,10 @@ class RunService:
         if verdict is not None and verdict.auto_approve:
             payload = self._payload(run, "approved", "policy", None, {}, None, now)
             run.status, run.decision, run.decided_at = "approved", payload, now
-            jobs = self._resume_jobs(run, payload)
+            # Channels hear a policy decision like any other (e.g. REST hook subscribers).
+            jobs = self._resume_jobs(run, payload) + [
+                job for channel in self.channels for job in channel.on_decision(run, flow)
+            ]
             events.append(
                 ("decided", {"decision": "approved", "decided_by": "policy", "rule": verdict.rule})
             )

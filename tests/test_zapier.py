@@ -326,6 +326,18 @@ async def test_subscription_lifecycle(connector, receiver):
     assert everything["id"] != mine["id"]
 
 
+async def test_policy_auto_approval_reaches_subscribers(connector, receiver):
+    """A run approved at once by the flow's auto_approve rule is still POSTed to subscribers."""
+    flow = {**DEFAULT_FLOW, "auto_approve": "risk.amount < 100"}
+    client = await connector(flows={"news": flow})
+    await subscribe(client, f"{receiver.url}/all")
+    data = await zap(client, data={"subject": "Hi", "risk": '{"amount": 40}'})
+    (call,) = await receiver.wait_for(1)
+    payload = json.loads(call.body)
+    assert payload["run_id"] == data["id"] and payload["decided_by"] == "policy"
+    assert payload["approved"] is True
+
+
 async def test_target_answering_410_is_unsubscribed(client, receiver):
     """A subscriber that answers 410 Gone is removed and gets no further decisions."""
     receiver.statuses.append((410, "gone"))
