@@ -28,6 +28,14 @@ async def decide(client, run_id, decision="approve", **extra):
     assert response.status == 200, await response.text()
 
 
+def nested(depth):
+    """A list nested `depth` levels deep."""
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def assert_catch_hook_shape(data):
     """The body is exactly what a Zapier Catch Hook answers."""
     assert list(data) == ["status", "id", "request_id", "attempt"]
@@ -183,6 +191,9 @@ async def test_missing_or_wrong_key_is_refused(client, headers):
         ({"json": {"title": 5}}, 400, "title must be a string"),
         ({"json": {"title": "x" * 501}}, 422, "title"),
         ({"json": {"callback_url": "ftp://example.com/x"}}, 400, "http or https"),
+        ({"data": {"action": "[" * 70 + "]" * 70}}, 400, "nested deeper"),
+        ({"data": {"context": '{"a":' * 70 + "1" + "}" * 70}}, 400, "nested deeper"),
+        ({"json": {"a": nested(70)}}, 400, "nested deeper"),
     ],
     ids=[
         "form-action",
@@ -193,6 +204,9 @@ async def test_missing_or_wrong_key_is_refused(client, headers):
         "title-type",
         "title-long",
         "callback-scheme",
+        "deep-form-action",
+        "deep-form-context",
+        "deep-json",
     ],
 )
 async def test_bad_input_keeps_the_error_body(client, kwargs, status, words):

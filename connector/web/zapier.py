@@ -20,7 +20,7 @@ from ..hooks import subscribe
 from ..models import ResumeTarget, RunRequest
 from .api import _int_param
 from .auth import require_api_key
-from .bodies import read_json_object
+from .bodies import MAX_DEPTH, _depth, read_json_object
 from .keys import service_key, store_key
 
 RESERVED = frozenset(
@@ -61,16 +61,26 @@ async def read_fields(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return fields
     # Like a Catch Hook, read JSON whatever the content type claims (Zapier's "raw" payloads).
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(
-            "request body must be a JSON object or form fields (application/x-www-form-urlencoded)"
-        ) from exc
+    data = _loads(raw, "request body")
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     fields.update(data)
     return fields
+
+
+def _loads(text: str | bytes, what: str) -> Any:
+    """Parse JSON from an untrusted source, refusing what is too deeply nested to store."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(
+            f"{what} must be a JSON object or form fields (application/x-www-form-urlencoded)"
+        ) from exc
+    except RecursionError as exc:
+        raise BadRequest(f"{what} is nested deeper than {MAX_DEPTH} levels") from exc
+    if _depth(data) > MAX_DEPTH:
+        raise BadRequest(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    return data
 
 
 def _object(fields: dict[str, Any], name: str) -> dict[str, Any]:
@@ -82,6 +92,10 @@ def _object(fields: dict[str, Any], name: str) -> dict[str, Any]:
             value = json.loads(value)
         except ValueError as exc:
             raise BadRequest(f"{name} must be a JSON object (or a string holding one)") from exc
+        except RecursionError as exc:
+            raise BadRequest(f"{name} is nested deeper than {MAX_DEPTH} levels") from exc
+        if _depth(value) > MAX_DEPTH:
+            raise BadRequest(f"{name} is nested deeper than {MAX_DEPTH} levels")
     if not isinstance(value, dict):
         raise BadRequest(f"{name} must be a JSON object (or a string holding one)")
     return value
