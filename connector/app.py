@@ -14,7 +14,7 @@ from .deadlines import DeadlineWatcher
 from .delivery import ResumeDeliverer
 from .jobs import Handler, JobRunner, RetryPolicy
 from .links import LinkSigner
-from .notify.email import EmailChannel
+from .notify.email import EmailChannel, open_transport
 from .service import RESUME_JOB, RunService
 from .store import open_store
 from .urlguard import AddressPolicy, GuardedResolver
@@ -48,7 +48,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         on_work=lambda: runner_ref[0].wake() if runner_ref else None,
         on_new_deadline=lambda at: watcher_ref[0].deadline_added(at) if watcher_ref else None,
     )
-    service.add_channel(EmailChannel(service))
+    email = EmailChannel(service, open_transport(settings, app[store_key]))
+    service.add_channel(email)
     handlers: dict[str, Handler] = {
         RESUME_JOB: ResumeDeliverer(
             session,
@@ -85,6 +86,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await session.close()
+        await email.close()
 
 
 def create_app(settings: Settings) -> web.Application:
@@ -94,5 +96,5 @@ def create_app(settings: Settings) -> web.Application:
     app[templates_key] = make_templates()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_service_ctx)
-    add_routes(app, dev_mailbox=settings.dev_mailbox)
+    add_routes(app, dev_mailbox=settings.dev_mailbox_active)
     return app
