@@ -393,3 +393,30 @@ def test_deadline_in_words():
     assert in_words(47 * 3600) == "in 47 hours"
     assert shorten("a" * 10, 5) == ("aaaa…", True)
     assert shorten("l\n" * 3, 100, 2) == ("l\nl…", True)
+
+
+async def test_pool_reconnects_after_server_restart(mail_server, connector):
+    """Pooled connections the server dropped are replaced quietly; no error is recorded."""
+    client = await connector(smtp=mail_server.smtp())
+    await create_run(client, run_body())
+    await mail_server.wait_for(2)
+    mail_server.stop()  # drops the pooled connections
+    mail_server.received.clear()
+    mail_server.start()
+    run = await create_run(client, run_body())
+    await mail_server.wait_for(2)
+    await wait_event(client, run["id"], "notified", 2)
+    assert await events_of(client, run["id"], "notify_error") == []
+
+
+def test_every_email_key_is_documented():
+    """Every [smtp] key and the flow's email keys are described in docs/email.md."""
+    from pathlib import Path
+
+    from connector.config import SmtpSettings
+
+    docs = (Path(__file__).parent.parent / "docs" / "email.md").read_text(encoding="utf-8")
+    keys = [f.alias or name for name, f in SmtpSettings.model_fields.items()]
+    keys += ["smtp", "remind_after", "notify_outcome", "dev_mailbox"]
+    missing = [key for key in keys if f"`{key}`" not in docs]
+    assert missing == []

@@ -164,7 +164,10 @@ class EmailChannel:
             now=time.time(),
             reminder=reminder,
         )
-        return await self._deliver(job, reviewer, message)
+        due_since = job.created_at
+        if reminder and flow.remind_after is not None:
+            due_since = run.created_at + flow.remind_after.total_seconds()
+        return await self._deliver(job, reviewer, message, due_since=due_since)
 
     async def send_outcome(self, job: JobRecord) -> Outcome:
         """Tell a reviewer who was asked that the run is over, so nobody acts on it."""
@@ -195,7 +198,7 @@ class EmailChannel:
             now=time.time(),
             reminded=reminded,
         )
-        return await self._deliver(job, reviewer, message)
+        return await self._deliver(job, reviewer, message, due_since=job.created_at)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -233,7 +236,7 @@ class EmailChannel:
         return "sent" if sent else "not sent"
 
     async def _deliver(
-        self, job: JobRecord, reviewer: ReviewerConfig, message: EmailMessage
+        self, job: JobRecord, reviewer: ReviewerConfig, message: EmailMessage, *, due_since: float
     ) -> Outcome:
         assert reviewer.email is not None
         try:
@@ -247,7 +250,7 @@ class EmailChannel:
                 event = self._event("notify_failed", job, error=error, code=exc.code)
                 return Outcome("failed", last_status=exc.code, error=error, event=event)
             give_up = self._service.settings.delivery_retry_for.total_seconds()
-            if time.time() - job.created_at >= give_up:
+            if time.time() - due_since >= give_up:
                 event = self._event(
                     "notify_failed",
                     job,
