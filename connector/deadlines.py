@@ -44,4 +44,7 @@ class DeadlineWatcher:
                 delay = min(delay, max(0.0, self._next_at - time.time()))
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                    # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation arriving as
+                    # the event is set, and a watcher that cannot be cancelled hangs the shutdown.
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()

@@ -122,7 +122,10 @@ class JobRunner:
             delay = self._idle_poll
         if delay > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives as
+                # the event is set, and a runner that cannot be cancelled hangs the shutdown.
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def _handle(self, job: JobRecord) -> None:
         try:

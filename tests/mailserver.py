@@ -79,7 +79,8 @@ class MailServer:
     """
 
     port: int = field(default_factory=free_port)
-    tls_context: ssl.SSLContext | None = None
+    tls_context: ssl.SSLContext | None = None  # offered through STARTTLS
+    implicit_tls: ssl.SSLContext | None = None  # TLS from the first byte (port 465 style)
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     fail_rcpt_times: dict[str, int] = field(default_factory=dict)
     received: list[Received] = field(default_factory=list)
@@ -93,6 +94,8 @@ class MailServer:
         kwargs: dict[str, Any] = {}
         if self.tls_context is not None:
             kwargs["tls_context"] = self.tls_context
+        if self.implicit_tls is not None:
+            kwargs["ssl_context"] = self.implicit_tls
         self._controller = Controller(
             _Handler(self), hostname="127.0.0.1", port=self.port, ready_timeout=10, **kwargs
         )

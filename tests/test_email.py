@@ -186,6 +186,18 @@ async def test_starttls_certificate_is_verified(connector, tmp_path):
         server.stop()
 
 
+async def test_implicit_tls(connector, tmp_path):
+    """`tls = true` speaks TLS from the first byte (port 465 style)."""
+    server = MailServer(implicit_tls=self_signed_context(tmp_path)).start()
+    try:
+        client = await connector(smtp=server.smtp(tls=True, verify=False))
+        await create_run(client, run_body())
+        await server.wait_for(2)
+        await client.close()
+    finally:
+        server.stop()
+
+
 async def test_outage_delays_mail_without_losing_it(connector):
     """With the SMTP server down the error is recorded once; when it comes up, mail goes out."""
     server = MailServer()  # its port is chosen but nothing listens yet
@@ -241,12 +253,8 @@ async def test_reminder_is_threaded_to_the_request(mail_server, connector):
         assert reminder["Message-ID"] != request["Message-ID"]
         assert "Reminder" in text_of(reminder) and "Reminder" in html_of(reminder)
         assert Page(html_of(reminder)).button("Approve").endswith("?choice=approve")
-    reminders = [
-        e
-        for e in await events_of(client, run["id"], "notified")
-        if e["detail"]["email"] == "reminder"
-    ]
-    assert len(reminders) == 2
+    notified = await wait_event(client, run["id"], "notified", 4)
+    assert sorted(e["detail"]["email"] for e in notified) == ["reminder"] * 2 + ["request"] * 2
     await asyncio.sleep(0.3)
     assert len(mail_server.received) == 4  # exactly one reminder each
 
@@ -286,7 +294,8 @@ async def test_outcome_goes_to_the_other_reviewers(mail_server, connector):
     assert "fine &lt;b&gt;" in html_of(outcome)
     await asyncio.sleep(0.2)
     assert len(mail_server.to("ann@example.com")) == 1
-    assert (await events_of(client, run["id"], "notified"))[-1]["detail"]["email"] == "outcome"
+    notified = await wait_event(client, run["id"], "notified", 3)
+    assert [e["detail"]["email"] for e in notified][-1] == "outcome"
 
 
 async def test_outcome_on_cancel_and_timeout(mail_server, connector):
