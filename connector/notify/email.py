@@ -58,6 +58,7 @@ class DevMailbox:
         )
 
     async def close(self) -> None:
+        """Nothing to close: the store belongs to the app."""
         return None
 
 
@@ -87,6 +88,7 @@ class EmailChannel:
         await self._transport.close()
 
     def handlers(self) -> dict[str, Handler]:
+        """The three email job kinds and their handlers."""
         return {
             EMAIL_JOB: self.send_request,
             REMINDER_JOB: self.send_reminder,
@@ -96,6 +98,7 @@ class EmailChannel:
     # -- jobs queued with the run and with its decision ---------------------------------------
 
     def on_pause(self, run: RunRecord, flow: FlowConfig) -> list[NewJob]:
+        """A request per email reviewer, and their reminder when the flow has `remind_after`."""
         if "email" not in flow.channels:
             return []
         jobs = []
@@ -114,6 +117,7 @@ class EmailChannel:
         return jobs
 
     def on_decision(self, run: RunRecord, flow: FlowConfig | None) -> list[NewJob]:
+        """An outcome note for every email reviewer but the one who decided."""
         if flow is None or "email" not in flow.channels or not flow.notify_outcome:
             return []
         decider = ((run.decision or {}).get("reviewer") or {}).get("id")

@@ -153,6 +153,7 @@ class SmtpPool:
         )
         await smtp.connect()
         self.opened += 1
+        log.debug("opened SMTP connection %d to %s:%d", self.opened, s.host, s.effective_port)
         return _Connection(smtp)
 
     # -- the idle list ----------------------------------------------------------------------
