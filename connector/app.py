@@ -17,7 +17,7 @@ from .hooks import HookChannel
 from .jobs import Handler, JobRunner, RetryPolicy
 from .links import LinkSigner
 from .metrics import Metrics
-from .notify.email import EmailChannel
+from .notify.email import EmailChannel, open_transport
 from .service import ESCALATE_JOB, RESUME_JOB, RunService
 from .store import open_store
 from .telegram.api import TelegramClient
@@ -72,7 +72,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         webhook_secret=settings.webhook_secret,
         timeout=settings.delivery_timeout.total_seconds(),
     )
-    service.add_channel(EmailChannel(service))
+    email = EmailChannel(service, open_transport(settings, app[store_key]))
+    service.add_channel(email)
     telegram_client: TelegramClient | None = None
     if settings.telegram is not None:
         telegram_client = TelegramClient(
@@ -120,6 +121,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         await session.close()
         if telegram_client is not None:
             await telegram_client.close()
+        await email.close()
 
 
 async def _telegram_poller_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -150,5 +152,5 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app.cleanup_ctx.append(_service_ctx)
     app.cleanup_ctx.append(_telegram_poller_ctx)
     telegram_webhook = settings.telegram is not None and settings.telegram.mode == "webhook"
-    add_routes(app, dev_mailbox=settings.dev_mailbox, telegram_webhook=telegram_webhook)
+    add_routes(app, dev_mailbox=settings.dev_mailbox_active, telegram_webhook=telegram_webhook)
     return app

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -16,6 +16,9 @@ from connector.config import Settings, load_settings
 from connector.web.keys import service_key, store_key
 
 from .receiver import Receiver, start_receiver
+
+if TYPE_CHECKING:
+    from .mailserver import MailServer
 
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -51,6 +54,16 @@ async def receiver() -> AsyncIterator[Receiver]:
     """A real HTTP server recording resume callbacks."""
     async with start_receiver() as rec:
         yield rec
+
+
+@pytest.fixture
+def mail_server() -> Iterator[MailServer]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 recording every message and connection."""
+    from .mailserver import MailServer
+
+    server = MailServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
