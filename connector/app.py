@@ -24,8 +24,10 @@ from .telegram.api import TelegramClient
 from .telegram.channel import TelegramChannel
 from .telegram.poller import Poller
 from .urlguard import AddressPolicy, GuardedResolver
+from .web.inbox import new_inbox
 from .web.keys import (
     clock_key,
+    inbox_key,
     metrics_key,
     runner_key,
     service_key,
@@ -147,6 +149,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[settings_key] = settings
     app[clock_key] = clock
     app[metrics_key] = Metrics()
+    app[inbox_key] = new_inbox()
     app[templates_key] = make_templates()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_service_ctx)

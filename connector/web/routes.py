@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api, flows, mailbox, metrics, n8n, openapi, review, telegram, zapier
+from . import api, flows, inbox, mailbox, metrics, n8n, openapi, review, telegram, zapier
 
 
 def add_routes(app: web.Application, *, dev_mailbox: bool, telegram_webhook: bool = False) -> None:
@@ -40,5 +40,7 @@ def add_routes(app: web.Application, *, dev_mailbox: bool, telegram_webhook: boo
         zapier_pause.add_route(method, zapier.pause)
     if dev_mailbox:
         app.router.add_get("/dev/mailbox", mailbox.mailbox, name="dev_mailbox")
+        app.router.add_post("/dev/inbox", inbox.receive, name="dev_inbox_receive")
+        app.router.add_get("/dev/inbox", inbox.show, name="dev_inbox")
     if telegram_webhook:
         app.router.add_post("/telegram/webhook", telegram.webhook, name="telegram_webhook")
