@@ -57,6 +57,13 @@ def parse_duration(value: Any) -> timedelta:
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 
+def http_base_url(value: str, key: str) -> str:
+    """An http(s) base URL without its trailing slash; ValueError naming `key` otherwise."""
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{key} must start with http:// or https://")
+    return value.rstrip("/")
+
+
 class ReviewerConfig(BaseModel):
     """A person who may decide runs of a flow: an email address and/or a Telegram user id."""
 
@@ -193,9 +200,7 @@ class TelegramSettings(BaseModel):
     @field_validator("api_url")
     @classmethod
     def _api_url_is_http(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("api_url must start with http:// or https://")
-        return value.rstrip("/")
+        return http_base_url(value, "api_url")
 
     @field_validator("webhook_secret")
     @classmethod
@@ -330,9 +335,7 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _public_url_is_http(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("public_url must start with http:// or https://")
-        return value.rstrip("/")
+        return http_base_url(value, "public_url")
 
     @field_validator("api_key_header")
     @classmethod
