@@ -98,12 +98,22 @@ def _insert_events(
 
 
 def _insert_jobs(db: sqlite3.Connection, jobs: list[NewJob], now: float) -> None:
+    # created_at starts a job's retry window, so a job scheduled for later (a reminder, an
+    # escalation) gets its full window from when it is due, not from when it was queued.
     if jobs:
         db.executemany(
             "INSERT INTO jobs (id, run_id, kind, payload, body, status, next_at, created_at)"
             " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
             [
-                (j.id, j.run_id, j.kind, _dumps(j.payload), j.body, j.next_at or now, now)
+                (
+                    j.id,
+                    j.run_id,
+                    j.kind,
+                    _dumps(j.payload),
+                    j.body,
+                    j.next_at or now,
+                    max(now, j.next_at or now),
+                )
                 for j in jobs
             ],
         )
