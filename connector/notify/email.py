@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from email.message import EmailMessage
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -17,7 +16,7 @@ from ..config import FlowConfig, ReviewerConfig, Settings, SmtpSettings
 from ..jobs import Handler, Outcome
 from ..service import RunService, new_id
 from ..store import JobRecord, NewJob, RunRecord, Store
-from .email_render import Links, parts, render_outcome, render_request
+from .email_render import Draft, Links, render_outcome, render_request
 from .smtp import SendError, SmtpPool
 
 log = logging.getLogger(__name__)
@@ -33,7 +32,7 @@ _WAIT_FOR_REQUEST = 30.0
 class MailTransport(Protocol):
     """Where rendered messages go: an SMTP server, or the dev mailbox."""
 
-    async def deliver(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+    async def deliver(self, message: Draft, *, sender: str, recipient: str) -> None:
         """Hand one message over; raise SendError when it did not go out."""
         ...
 
@@ -46,15 +45,13 @@ class DevMailbox:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    async def deliver(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
-        text, html = parts(message)
-        headers = {
-            name: str(message[name])
-            for name in ("From", "To", "Date", "Message-ID", "In-Reply-To", "References")
-            if message[name] is not None
-        }
+    async def deliver(self, message: Draft, *, sender: str, recipient: str) -> None:
         await self._store.add_mail(
-            to=recipient, subject=str(message["Subject"]), text=text, html=html, headers=headers
+            to=recipient,
+            subject=message.subject,
+            text=message.text,
+            html=message.html,
+            headers=message.headers(),
         )
 
     async def close(self) -> None:
@@ -259,7 +256,7 @@ class EmailChannel:
         return "sent" if sent else "not sent"
 
     async def _deliver(
-        self, job: JobRecord, reviewer: ReviewerConfig, message: EmailMessage, *, due_since: float
+        self, job: JobRecord, reviewer: ReviewerConfig, message: Draft, *, due_since: float
     ) -> Outcome:
         assert reviewer.email is not None
         try:
@@ -290,7 +287,7 @@ class EmailChannel:
             )
         return Outcome(
             "done",
-            event=self._event("notified", job, message_id=str(message["Message-ID"])),
+            event=self._event("notified", job, message_id=message.message_id),
         )
 
     @staticmethod

@@ -12,7 +12,11 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
 from email.utils import formataddr, formatdate
 from typing import Any
 
@@ -142,6 +146,65 @@ def subject_for(run: RunRecord) -> str:
     return f"[Approval] {one_line(str(run.doc['title']), MAX_TITLE)}"
 
 
+# Quoted-printable keeps both parts readable in raw form (base64 text is a spam signal).
+_UTF8_QP = Charset("utf-8")
+_UTF8_QP.body_encoding = QP
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A rendered email: its headers and both parts, as plain strings.
+
+    The dev mailbox keeps the strings as they are; only SMTP needs the MIME form, built by
+    `mime()` with the classic (compat32) email API, which is several times cheaper than the
+    header-parsing `EmailMessage` on a path that runs once per reviewer per run.
+    """
+
+    sender: str
+    to_name: str
+    to_address: str
+    subject: str
+    date: str
+    message_id: str
+    thread: tuple[str, ...]
+    text: str
+    html: str
+
+    def headers(self) -> dict[str, str]:
+        """The headers as shown in the dev mailbox."""
+        shown = {
+            "From": self.sender,
+            "To": formataddr((self.to_name, self.to_address)),
+            "Date": self.date,
+            "Message-ID": self.message_id,
+        }
+        if self.thread:
+            shown["In-Reply-To"] = self.thread[-1]
+            shown["References"] = " ".join(self.thread)
+        return shown
+
+    def mime(self) -> Message:
+        """The multipart/alternative message for an SMTP server."""
+        msg = MIMEMultipart("alternative")
+        msg["From"] = self.sender
+        msg["To"] = formataddr((self.to_name, self.to_address), charset="utf-8")
+        msg["Subject"] = (
+            self.subject if self.subject.isascii() else Header(self.subject, "utf-8").encode()
+        )
+        msg["Date"] = self.date
+        msg["Message-ID"] = self.message_id
+        if self.thread:
+            msg["In-Reply-To"] = self.thread[-1]
+            msg["References"] = " ".join(self.thread)
+        # RFC 3834: an automatic message; asks auto-responders (and Outlook) not to answer it.
+        msg["Auto-Submitted"] = "auto-generated"
+        msg["X-Auto-Response-Suppress"] = "All"
+        # MIMEText accepts a Charset (typeshed only says str); it carries the QP choice.
+        msg.attach(MIMEText(self.text, "plain", _UTF8_QP))  # type: ignore[arg-type]
+        msg.attach(MIMEText(self.html, "html", _UTF8_QP))  # type: ignore[arg-type]
+        return msg
+
+
 def _message(
     *,
     sender: str,
@@ -152,23 +215,18 @@ def _message(
     text: str,
     html: str,
     thread: list[str],
-) -> EmailMessage:
-    msg = EmailMessage()
-    msg["From"] = sender
-    msg["To"] = formataddr((one_line(reviewer.name or "", 80), reviewer.email or ""))
-    msg["Subject"] = subject
-    msg["Date"] = formatdate(now, usegmt=True)
-    msg["Message-ID"] = msg_id
-    if thread:
-        msg["In-Reply-To"] = thread[-1]
-        msg["References"] = " ".join(thread)
-    # RFC 3834: an automatic message; asks auto-responders (and Outlook) not to answer it.
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    # Quoted-printable keeps both parts readable in raw form (base64 text is a spam signal).
-    msg.set_content(text, cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", cte="quoted-printable")
-    return msg
+) -> Draft:
+    return Draft(
+        sender=sender,
+        to_name=one_line(reviewer.name or "", 80),
+        to_address=reviewer.email or "",
+        subject=subject,
+        date=formatdate(now, usegmt=True),
+        message_id=msg_id,
+        thread=tuple(thread),
+        text=text,
+        html=html,
+    )
 
 
 def render_request(
@@ -181,7 +239,7 @@ def render_request(
     domain: str,
     now: float,
     reminder: bool = False,
-) -> EmailMessage:
+) -> Draft:
     """The approval request (or its reminder) for one reviewer."""
     doc = run.doc
     fields, more_fields = _rows(doc.get("action") or {}, MAX_FIELDS)
@@ -252,7 +310,7 @@ def render_outcome(
     domain: str,
     now: float,
     reminded: bool,
-) -> EmailMessage:
+) -> Draft:
     """The short "decided by X" note to a reviewer who did not decide, in the request's thread."""
     decision = run.decision or {}
     subject = f"Re: {subject_for(run)}"
@@ -280,12 +338,3 @@ def render_outcome(
         html=_templates.get_template("outcome.html").render(values),
         thread=thread,
     )
-
-
-def parts(message: EmailMessage) -> tuple[str, str | None]:
-    """The plain-text and HTML bodies of a message we rendered."""
-    text_part = message.get_body(("plain",))
-    html_part = message.get_body(("html",))
-    text = text_part.get_content() if isinstance(text_part, EmailMessage) else ""
-    html = html_part.get_content() if isinstance(html_part, EmailMessage) else None
-    return text, html

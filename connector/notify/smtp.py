@@ -13,11 +13,12 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import Message
 
 import aiosmtplib
 
 from ..config import SmtpSettings
+from .email_render import Draft
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ class SmtpPool:
         self._reaper: asyncio.TimerHandle | None = None
         self.opened = 0
 
-    async def deliver(self, message: EmailMessage, *, sender: str, recipient: str) -> None:
+    async def deliver(self, message: Draft, *, sender: str, recipient: str) -> None:
         """Send one message; raise SendError when it did not go out."""
         try:
             async with asyncio.timeout(self._timeout):
@@ -101,11 +102,11 @@ class SmtpPool:
         except TimeoutError as exc:
             raise SendError(f"every SMTP connection stayed busy for {self._timeout:g}s") from exc
         try:
-            await self._deliver(message, sender, recipient)
+            await self._deliver(message.mime(), sender, recipient)
         finally:
             self._slots.release()
 
-    async def _deliver(self, message: EmailMessage, sender: str, recipient: str) -> None:
+    async def _deliver(self, message: Message, sender: str, recipient: str) -> None:
         conn = self._take_idle()
         try:
             async with asyncio.timeout(self._timeout):
