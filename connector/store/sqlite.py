@@ -181,7 +181,11 @@ class SQLiteStore:
         self._migrate(db)
         # One process owns an SQLite file, so leases left by a killed predecessor are stale:
         # release them now instead of waiting for them to expire.
-        db.execute("UPDATE jobs SET lease_until = 0 WHERE status = 'pending'")
+        db.execute(
+            "UPDATE jobs SET next_at = MIN(next_at, ?), lease_until = 0"
+            " WHERE status = 'pending' AND lease_until > 0",
+            (time.time(),),
+        )
         return db
 
     async def close(self) -> None:
@@ -498,14 +502,17 @@ class SQLiteStore:
         marks = ",".join("?" * len(kinds))
 
         def op(db: sqlite3.Connection) -> list[JobRecord]:
-            cursor = db.execute(
-                f"UPDATE jobs SET lease_until = ? WHERE id IN ("
-                f" SELECT id FROM jobs WHERE status = 'pending' AND next_at <= ?"
-                f" AND lease_until <= ? AND kind IN ({marks}) ORDER BY next_at LIMIT ?)"
-                f" RETURNING {_JOB_COLUMNS}",
-                (now + lease, now, now, *kinds, limit),
+            rows = db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'pending' AND next_at <= ?"
+                f" AND kind IN ({marks}) ORDER BY next_at, id LIMIT ?",
+                (now, *kinds, limit),
+            ).fetchall()
+            # A claimed job's next_at moves to its lease expiry: it is invisible to other claims
+            # until then, and "the next due job" stays one index lookup (no scan over leases).
+            db.executemany(
+                "UPDATE jobs SET lease_until = ?, next_at = ? WHERE id = ?",
+                [(now + lease, now + lease, row[0]) for row in rows],
             )
-            rows = cursor.fetchall()
             return [_job_from_row(r) for r in rows]
 
         claimed: list[JobRecord] = await self._write(op)
@@ -538,8 +545,7 @@ class SQLiteStore:
         row = next(
             iter(
                 await self._read().execute_fetchall(
-                    f"SELECT MIN(MAX(next_at, lease_until)) FROM jobs"
-                    f" WHERE status = 'pending' AND kind IN ({marks})",
+                    f"SELECT MIN(next_at) FROM jobs WHERE status = 'pending' AND kind IN ({marks})",
                     kinds,
                 )
             ),
