@@ -241,13 +241,16 @@ class RunService:
         edits: dict[str, Any] | None = None,
         comment: str | None = None,
         decided_by: str = "reviewer",
+        known_run: RunRecord | None = None,
     ) -> RunRecord:
         """Record a decision if `actor` may make it; raise AlreadyDecided when someone was first.
 
         `approve=None` means cancel. On a flow needing N approvals, an approval is counted and
         the run stays pending until the N-th distinct reviewer approves; one rejection decides.
+        `known_run` spares a read when the caller just loaded the run (a stale copy is safe:
+        the store's conditional update still decides who is first).
         """
-        run = await self.record(run_id)
+        run = known_run if known_run is not None else await self.record(run_id)
         flow = self.settings.flows.get(run.flow)
         known = flow.reviewer(actor.id) if flow is not None and actor.id else None
         if known is not None and actor.name in (None, actor.id):
@@ -346,6 +349,7 @@ class RunService:
                     Actor("timeout", channel="timeout"),
                     approve=approve,
                     decided_by="timeout",
+                    known_run=run,
                 )
             except Conflict:
                 return False  # someone decided it meanwhile
