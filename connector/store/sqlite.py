@@ -477,7 +477,10 @@ class SQLiteStore:
 
     async def due_runs(self, now: float, limit: int) -> list[RunRecord]:
         rows = await self._read().execute_fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'pending' AND deadline <= ?"
+            # INDEXED BY: left to itself the planner picks runs_status and walks every pending
+            # run (a million of them at scale) instead of the partial deadline index.
+            f"SELECT {_RUN_COLUMNS} FROM runs INDEXED BY runs_pending_deadline"
+            f" WHERE status = 'pending' AND deadline <= ?"
             " ORDER BY deadline LIMIT ?",
             (now, limit),
         )
@@ -487,7 +490,8 @@ class SQLiteStore:
         row = next(
             iter(
                 await self._read().execute_fetchall(
-                    "SELECT MIN(deadline) FROM runs WHERE status = 'pending'"
+                    "SELECT MIN(deadline) FROM runs INDEXED BY runs_pending_deadline"
+                    " WHERE status = 'pending'"
                 )
             ),
             None,
@@ -504,7 +508,7 @@ class SQLiteStore:
         def op(db: sqlite3.Connection) -> list[JobRecord]:
             rows = db.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'pending' AND next_at <= ?"
-                f" AND kind IN ({marks}) ORDER BY next_at, id LIMIT ?",
+                f" AND kind IN ({marks}) ORDER BY next_at LIMIT ?",
                 (now, *kinds, limit),
             ).fetchall()
             # A claimed job's next_at moves to its lease expiry: it is invisible to other claims
