@@ -14,18 +14,21 @@ from aiohttp import web
 from .config import Settings, signing_keys
 from .deadlines import DeadlineWatcher
 from .delivery import ResumeDeliverer
+from .hooks import HookChannel
 from .jobs import Handler, JobRunner, RetryPolicy
 from .links import LinkSigner
 from .metrics import Metrics
-from .notify.email import EmailChannel
+from .notify.email import EmailChannel, open_transport
 from .service import ESCALATE_JOB, RESUME_JOB, RunService
 from .store import Store, open_store
 from .telegram.api import TelegramClient
 from .telegram.channel import TelegramChannel
 from .telegram.poller import Poller
 from .urlguard import AddressPolicy, GuardedResolver
+from .web.inbox import new_inbox
 from .web.keys import (
     clock_key,
+    inbox_key,
     metrics_key,
     runner_key,
     service_key,
@@ -76,7 +79,14 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         clock=clock,
         metrics=app[metrics_key],
     )
-    service.add_channel(EmailChannel(service))
+    deliverer = ResumeDeliverer(
+        session,
+        addresses,
+        webhook_secret=settings.webhook_secret,
+        timeout=settings.delivery_timeout.total_seconds(),
+    )
+    email = EmailChannel(service, open_transport(settings, app[store_key]))
+    service.add_channel(email)
     telegram_client: TelegramClient | None = None
     if settings.telegram is not None:
         telegram_client = TelegramClient(
@@ -90,15 +100,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         )
         service.add_channel(telegram)
         app[telegram_key] = telegram
-    handlers: dict[str, Handler] = {
-        ESCALATE_JOB: service.escalate,
-        RESUME_JOB: ResumeDeliverer(
-            session,
-            addresses,
-            webhook_secret=settings.webhook_secret,
-            timeout=settings.delivery_timeout.total_seconds(),
-        ),
-    }
+    service.add_channel(HookChannel(app[store_key], deliverer))
+    handlers: dict[str, Handler] = {ESCALATE_JOB: service.escalate, RESUME_JOB: deliverer}
     for channel in service.channels:
         handlers.update(channel.handlers())
     runner = JobRunner(
@@ -134,6 +137,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         await session.close()
         if telegram_client is not None:
             await telegram_client.close()
+        await email.close()
 
 
 async def _telegram_poller_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -164,10 +168,11 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     app[settings_key] = settings
     app[clock_key] = clock
     app[metrics_key] = Metrics()
+    app[inbox_key] = new_inbox()
     app[templates_key] = make_templates()
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_service_ctx)
     app.cleanup_ctx.append(_telegram_poller_ctx)
     telegram_webhook = settings.telegram is not None and settings.telegram.mode == "webhook"
-    add_routes(app, dev_mailbox=settings.dev_mailbox, telegram_webhook=telegram_webhook)
+    add_routes(app, dev_mailbox=settings.dev_mailbox_active, telegram_webhook=telegram_webhook)
     return app

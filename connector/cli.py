@@ -47,9 +47,16 @@ def serve(settings: Settings) -> int:
     def announce(_: str) -> None:
         print(f"hitl-connector listening on {base} (public URL {settings.public_url})", flush=True)
         print(f"  flows: {', '.join(settings.flows) or 'none configured'}", flush=True)
-        if settings.dev_mailbox:
+        if settings.smtp is not None:
+            smtp = settings.smtp
+            print(f"  email: SMTP {smtp.host}:{smtp.effective_port} as {smtp.sender}", flush=True)
+        elif settings.dev_mailbox_active:
             print(
                 f"  dev mailbox (no SMTP configured): {settings.public_url}/dev/mailbox", flush=True
+            )
+        else:
+            print(
+                "  email: no [smtp] configured and dev_mailbox = false: emails are kept, not sent"
             )
 
     web.run_app(

@@ -7,6 +7,7 @@ import re
 import secrets
 import tomllib
 from datetime import timedelta
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,9 @@ from .rules import compile_rule
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+# Zapier keeps a paused Zap's callback URL (z.generateCallbackUrl) for 30 days, no longer.
+ZAPIER_CALLBACK_LIFETIME = timedelta(days=30)
 
 
 class ConfigError(Exception):
@@ -51,6 +55,13 @@ def parse_duration(value: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def http_base_url(value: str, key: str) -> str:
+    """An http(s) base URL without its trailing slash; ValueError naming `key` otherwise."""
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{key} must start with http:// or https://")
+    return value.rstrip("/")
 
 
 class ReviewerConfig(BaseModel):
@@ -101,6 +112,9 @@ class FlowConfig(BaseModel):
     escalate_after: Duration | None = None
     escalate_to: list[ReviewerConfig] = Field(default_factory=list)
     telegram_chat: int | None = None
+    zapier: bool = False
+    remind_after: Duration | None = None
+    notify_outcome: bool = True
 
     @field_validator("auto_approve", "require_review")
     @classmethod
@@ -123,6 +137,13 @@ class FlowConfig(BaseModel):
             raise ValueError("escalate_after and escalate_to go together")
         if self.escalate_after and self.escalate_after >= self.timeout:
             raise ValueError("escalate_after must be shorter than timeout")
+        if self.remind_after is not None and self.remind_after >= self.timeout:
+            raise ValueError("remind_after must be shorter than timeout (the run ends first)")
+        if self.zapier and self.timeout > ZAPIER_CALLBACK_LIFETIME:
+            raise ValueError(
+                "timeout must be 30d or less when zapier = true:"
+                " Zapier's callback URLs stop working after 30 days"
+            )
         return self
 
     @model_validator(mode="after")
@@ -179,9 +200,7 @@ class TelegramSettings(BaseModel):
     @field_validator("api_url")
     @classmethod
     def _api_url_is_http(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("api_url must start with http:// or https://")
-        return value.rstrip("/")
+        return http_base_url(value, "api_url")
 
     @field_validator("webhook_secret")
     @classmethod
@@ -211,6 +230,67 @@ class TelegramSettings(BaseModel):
         return self.token.get_secret_value().split(":", 1)[0]
 
 
+# The job runner leases a job for 120 s; one email attempt (waiting for a connection, then
+# sending) takes at most twice `timeout`, so 55 s keeps an attempt inside its lease.
+_MAX_SMTP_TIMEOUT = timedelta(seconds=55)
+
+
+class SmtpSettings(BaseModel):
+    """The `[smtp]` section: the mail server that carries approval emails."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    host: str = Field(min_length=1)
+    port: int | None = Field(None, ge=1, le=65535)
+    tls: bool = False
+    starttls: bool = False
+    username: str | None = None
+    password: SecretStr | None = None
+    from_: str = Field(alias="from", min_length=3)
+    timeout: Duration = timedelta(seconds=30)
+    verify: bool = True
+    max_connections: int = Field(4, ge=1, le=64)
+
+    @field_validator("from_")
+    @classmethod
+    def _from_is_an_address(cls, value: str) -> str:
+        if any(c in value for c in "\r\n"):
+            raise ValueError("from must be one line")
+        _, address = parseaddr(value)
+        if "@" not in address:
+            raise ValueError(
+                f"from must be an email address such as 'Approvals <a@b.com>', got {value!r}"
+            )
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_fits_a_lease(cls, value: timedelta) -> timedelta:
+        if value > _MAX_SMTP_TIMEOUT:
+            raise ValueError("timeout may be at most 55s (an attempt must fit the job lease)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SmtpSettings:
+        if self.tls and self.starttls:
+            raise ValueError("choose one of tls (implicit TLS, port 465) or starttls (port 587)")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("username and password go together")
+        return self
+
+    @property
+    def sender(self) -> str:
+        """The bare address of `from`, used as the envelope sender."""
+        return parseaddr(self.from_)[1]
+
+    @property
+    def effective_port(self) -> int:
+        """`port`, or the usual one for the chosen TLS mode."""
+        if self.port is not None:
+            return self.port
+        return 465 if self.tls else 587 if self.starttls else 25
+
+
 class Settings(BaseSettings):
     """Every setting of the connector. Built once by the CLI (or a test) and passed down."""
 
@@ -237,6 +317,7 @@ class Settings(BaseSettings):
     retry_base_delay: Duration = timedelta(seconds=1)
     max_link_age: Duration = timedelta(days=90)
     dev_mailbox: bool = True
+    smtp: SmtpSettings | None = None
     log_level: str = "INFO"
     telegram: TelegramSettings | None = None
     flows: dict[str, FlowConfig] = Field(default_factory=dict)
@@ -256,9 +337,7 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _public_url_is_http(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("public_url must start with http:// or https://")
-        return value.rstrip("/")
+        return http_base_url(value, "public_url")
 
     @field_validator("database_url")
     @classmethod
@@ -327,6 +406,11 @@ class Settings(BaseSettings):
     def shared_database(self) -> bool:
         """True for PostgreSQL, which several connector instances may share."""
         return self.database.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def dev_mailbox_active(self) -> bool:
+        """Whether /dev/mailbox is served: only without an SMTP server, and only if wanted."""
+        return self.smtp is None and self.dev_mailbox
 
 
 def _describe(error: ValidationError) -> str:

@@ -42,8 +42,7 @@ class DeadlineWatcher:
             if self._next_at is not None:
                 delay = min(delay, max(0.0, self._next_at - self._service.clock()))
             if delay > 0:
-                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
-                # that arrives as the event is set, and then this loop never stops.
+                # asyncio.timeout, not wait_for: see JobRunner._sleep (a swallowed cancellation).
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await self._wake.wait()

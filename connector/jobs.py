@@ -131,8 +131,8 @@ class JobRunner:
         if delay <= 0 and len(self._active) >= self._concurrency:
             delay = self._idle_poll
         if delay > 0:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # arrives as the event is set, and the runner would then never stop.
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # arrives as the wake-up does, and the task then never stops (shutdown hangs).
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()

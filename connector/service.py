@@ -154,7 +154,10 @@ class RunService:
         if verdict is not None and verdict.auto_approve:
             payload = self._payload(run, "approved", "policy", None, {}, None, now)
             run.status, run.decision, run.decided_at = "approved", payload, now
-            jobs = self._resume_jobs(run, payload)
+            # Channels hear a policy decision like any other (e.g. REST hook subscribers).
+            jobs = self._resume_jobs(run, payload) + [
+                job for channel in self.channels for job in channel.on_decision(run, flow)
+            ]
             events.append(
                 ("decided", {"decision": "approved", "decided_by": "policy", "rule": verdict.rule})
             )
@@ -238,13 +241,16 @@ class RunService:
         edits: dict[str, Any] | None = None,
         comment: str | None = None,
         decided_by: str = "reviewer",
+        known_run: RunRecord | None = None,
     ) -> RunRecord:
         """Record a decision if `actor` may make it; raise AlreadyDecided when someone was first.
 
         `approve=None` means cancel. On a flow needing N approvals, an approval is counted and
         the run stays pending until the N-th distinct reviewer approves; one rejection decides.
+        `known_run` spares a read when the caller just loaded the run (a stale copy is safe:
+        the store's conditional update still decides who is first).
         """
-        run = await self.record(run_id)
+        run = known_run if known_run is not None else await self.record(run_id)
         flow = self.settings.flows.get(run.flow)
         known = flow.reviewer(actor.id) if flow is not None and actor.id else None
         if known is not None and actor.name in (None, actor.id):
@@ -343,6 +349,7 @@ class RunService:
                     Actor("timeout", channel="timeout"),
                     approve=approve,
                     decided_by="timeout",
+                    known_run=run,
                 )
             except Conflict:
                 return False  # someone decided it meanwhile

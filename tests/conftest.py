@@ -11,7 +11,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -22,6 +22,9 @@ from connector.web.keys import service_key, store_key
 
 from .pg import pg_schema_sync
 from .receiver import Receiver, start_receiver
+
+if TYPE_CHECKING:
+    from .mailserver import MailServer
 
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
@@ -96,6 +99,16 @@ async def receiver() -> AsyncIterator[Receiver]:
     """A real HTTP server recording resume callbacks."""
     async with start_receiver() as rec:
         yield rec
+
+
+@pytest.fixture
+def mail_server() -> Iterator[MailServer]:
+    """A real SMTP server (aiosmtpd) on 127.0.0.1 recording every message and connection."""
+    from .mailserver import MailServer
+
+    server = MailServer().start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

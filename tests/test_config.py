@@ -101,7 +101,7 @@ def test_check_config_command(tmp_path):
 def _keys(model: type[BaseModel]) -> set[str]:
     keys = set()
     for name, field in model.model_fields.items():
-        keys.add(name)
+        keys.add(field.alias or name)
         for arg in (field.annotation, *getattr(field.annotation, "__args__", ())):
             inner = getattr(arg, "__args__", (arg,))
             for candidate in (arg, *inner):

@@ -264,3 +264,19 @@ async def test_api_decision_and_cancel(client, receiver):
     payloads = {json.loads(c.body)["run_id"]: json.loads(c.body) for c in calls}
     assert payloads[other["id"]]["decision"] == "cancelled"
     assert payloads[other["id"]]["approved"] is False
+
+
+async def test_dev_inbox_shows_the_decision(connector):
+    """A run resumed to /dev/inbox shows its decision payload on the dev inbox page."""
+    client = await connector()
+    target = f"http://127.0.0.1:{client.server.port}/dev/inbox"
+    run = await create_run(client, run_body(resume={"url": target}))
+    links = await review_links(client, run["id"])
+    await client.post(links["ann@example.com"], data={"choice": "approve"})
+
+    async def arrived():
+        page = await (await client.get("/dev/inbox")).text()
+        return page if run["id"] in page else None
+
+    page = await eventually(arrived)
+    assert "&#34;approved&#34;: true" in page or "&quot;approved&quot;: true" in page

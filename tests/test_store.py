@@ -21,6 +21,7 @@ from connector.store import (
     RunRecord,
     SQLiteStore,
     Store,
+    SubscriptionRecord,
     TelegramButton,
     TelegramMessage,
     migrate,
@@ -326,8 +327,9 @@ async def test_jobs_claim_lease_finish_and_requeue(store):
     assert sorted(j.id for j in claimed) == ["a", "b"]
     assert await store.claim_jobs(now + 29, limit=10, lease=30, kinds=KINDS) == []
     assert await store.next_job_at(KINDS) == now + 30
-    retaken = await store.claim_jobs(now + 30, limit=1, lease=30, kinds=KINDS)
-    assert [j.id for j in retaken] == ["a"]
+    # An expired lease makes the job claimable again; the claim reports when it was due.
+    retaken = await store.claim_jobs(now + 30, limit=10, lease=30, kinds=("resume",))
+    assert [(j.id, j.next_at) for j in retaken] == [("a", now + 30)]
     a = retaken[0]
     await store.finish_job(
         a,
@@ -369,15 +371,15 @@ async def test_jobs_claim_lease_finish_and_requeue(store):
 async def test_closing_a_store_hands_back_its_leases(opener):
     """Jobs a store still holds when it closes are free at once for the other stores."""
     async with opener() as other:
+        now = time.time()
         async with opener() as closing:
             await closing.create_run(
-                make_run("r1"), [job("a", next_at=1.0), job("b", next_at=1.0)], []
+                make_run("r1"), [job("a", next_at=now - 9), job("b", next_at=now - 9)], []
             )
-            (held,) = await closing.claim_jobs(10.0, limit=1, lease=600, kinds=KINDS)
-            (kept,) = await other.claim_jobs(10.0, limit=1, lease=600, kinds=KINDS)
-        assert [j.id for j in await other.claim_jobs(11.0, limit=5, lease=600, kinds=KINDS)] == [
-            held.id
-        ]
+            (held,) = await closing.claim_jobs(now, limit=1, lease=600, kinds=KINDS)
+            (kept,) = await other.claim_jobs(now, limit=1, lease=600, kinds=KINDS)
+        again = await other.claim_jobs(time.time() + 1, limit=5, lease=600, kinds=KINDS)
+        assert [j.id for j in again] == [held.id]
         assert kept.id != held.id
 
 
@@ -557,6 +559,82 @@ async def test_telegram_buttons_and_messages(store):
         group,
         TelegramMessage(5, 1, "r1", "telegram:5", "edited", 30.0, 40.0),
     ]
+
+
+async def test_lookups_with_nul_find_nothing(store):
+    """Ids, flows and cursors with a NUL character match nothing and never fail."""
+    for i in range(3):
+        await store.create_run(make_run(f"01J{i}"), [job(f"j{i}", f"01J{i}")], [])
+    assert await store.get_run("01J1\x00") is None
+    assert await store.list_runs(status=None, flow="news\x00", limit=10, before=None) == []
+    assert await store.list_runs(status="\x00", flow=None, limit=10, before=None) == []
+    older = await store.list_runs(status=None, flow=None, limit=10, before="01J1\x00x")
+    assert [r.id for r in older] == ["01J1", "01J0"]
+    assert await store.events("01J1\x00") == []
+    assert await store.approvals("\x00") == []
+    assert await store.jobs_for_run("01J1", "resume\x00") == []
+    assert await store.telegram_button("\x00") is None
+    assert await store.telegram_messages("\x00") == []
+    assert (await store.flow_counts("news\x00", 0.0)).runs == 0
+    assert not await store.decide(
+        "01J1\x00", status="approved", decision=decision(), decided_at=1.0, jobs=[], events=[]
+    )
+    assert not await store.mark_escalated("01J1\x00", 1.0, [], [])
+    assert await store.get_subscription("\x00") is None
+    assert not await store.delete_subscription("sub\x00")
+    assert await store.subscriptions_for("news\x00") == []
+    assert await store.recent_decisions(flow="\x00", limit=5) == []
+
+
+async def test_hook_subscriptions(store):
+    """Subscriptions are kept with any URL text, listed per flow oldest first, deleted once."""
+    url = f"https://hooks.example.com/{HOSTILE}"
+    subs = [
+        SubscriptionRecord("sub_1", url, None, 10.0),
+        SubscriptionRecord("sub_2", "https://x.example/2", "news", 20.0),
+        SubscriptionRecord("sub_3", "https://x.example/3", "other", 5.0),
+    ]
+    for sub in subs:
+        await store.add_subscription(sub)
+    assert await store.get_subscription("sub_1") == subs[0]
+    assert await store.subscriptions_for("news") == [subs[0], subs[1]]
+    assert await store.subscriptions_for("other") == [subs[2], subs[0]]
+    assert await store.delete_subscription("sub_1")
+    assert not await store.delete_subscription("sub_1")
+    assert await store.subscriptions_for("news") == [subs[1]]
+    assert await store.get_subscription("sub_1") is None
+
+
+async def test_recent_decisions_newest_first(store):
+    """Decided runs come most recently decided first, optionally of one flow."""
+    for i, flow in enumerate(["news", "other", "news", "news"]):
+        await store.create_run(make_run(f"r{i}", flow=flow), [], [])
+    for run_id, at in (("r0", 30.0), ("r1", 40.0), ("r2", 10.0)):
+        await store.decide(
+            run_id, status="approved", decision=decision(), decided_at=at, jobs=[], events=[]
+        )
+    assert [r.id for r in await store.recent_decisions(flow=None, limit=10)] == ["r1", "r0", "r2"]
+    assert [r.id for r in await store.recent_decisions(flow="news", limit=1)] == ["r0"]
+
+
+async def test_add_jobs_ignores_known_ids(store):
+    """Jobs added on their own are queued once; an id seen before is left as it is."""
+    now = time.time()
+    await store.add_jobs([job("h1", None, kind="hook", payload={"n": 1}, next_at=now - 1)])
+    await store.add_jobs(
+        [job("h1", None, kind="hook", payload={"n": 2}), job("h2", None, kind="hook")]
+    )
+    await store.add_jobs([])
+    claimed = await store.claim_jobs(now + 1, limit=10, lease=5, kinds=("hook",))
+    assert sorted((j.id, j.payload.get("n")) for j in claimed) == [("h1", 1), ("h2", None)]
+
+
+async def test_scheduled_jobs_start_their_retry_window_when_due(store):
+    """A job queued for later counts its retry window (created_at) from its due time."""
+    run = make_run("r1", created_at=100.0)
+    await store.create_run(run, [job("later", next_at=500.0), job("now")], [])
+    jobs = {j.id: j for j in await store.jobs_for_run("r1", "resume")}
+    assert (jobs["later"].created_at, jobs["now"].created_at) == (500.0, 100.0)
 
 
 async def test_keep_secret_first_value_wins(opener):

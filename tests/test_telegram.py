@@ -141,7 +141,8 @@ async def test_telegram_only_reviewer_rejects(fake, connector, receiver):
     assert payload["reviewer"] == {"id": "telegram:1002", "name": "Bob", "channel": "telegram"}
 
     async def edited():
-        message = fake.sent(ANN["id"])[0]
+        sent = fake.sent(ANN["id"])  # Ann's prompt may still be on its way
+        message = sent[0] if sent else {"text": ""}
         return "Rejected by Bob via telegram" in message["text"] and "reply_markup" not in message
 
     await eventually(edited)

@@ -19,6 +19,7 @@ from .base import (
     NewJob,
     RunRecord,
     Store,
+    SubscriptionRecord,
     TelegramButton,
     TelegramMessage,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "RunRecord",
     "SQLiteStore",
     "Store",
+    "SubscriptionRecord",
     "TelegramButton",
     "TelegramMessage",
     "is_postgres",

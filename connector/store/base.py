@@ -85,6 +85,16 @@ class TelegramButton:
 
 
 @dataclass
+class SubscriptionRecord:
+    """A REST hook subscription: every decision (of `flow`, or of any flow) is POSTed there."""
+
+    id: str
+    target_url: str
+    flow: str | None
+    created_at: float
+
+
+@dataclass
 class TelegramMessage:
     """A prompt sent to a Telegram chat, kept so it can be edited once the run is decided."""
 
@@ -234,6 +244,26 @@ class Store(Protocol):
     async def jobs_for_run(self, run_id: str, kind: str) -> list[JobRecord]: ...
 
     async def requeue_job(self, job_id: str, now: float) -> None: ...
+
+    async def add_jobs(self, jobs: list[NewJob]) -> None:
+        """Insert jobs on their own; a job whose id already exists is left as it is."""
+        ...
+
+    async def recent_decisions(self, *, flow: str | None, limit: int) -> list[RunRecord]:
+        """Decided runs, most recently decided first."""
+        ...
+
+    async def add_subscription(self, subscription: SubscriptionRecord) -> None: ...
+
+    async def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None: ...
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        """Remove the subscription; True when it existed."""
+        ...
+
+    async def subscriptions_for(self, flow: str) -> list[SubscriptionRecord]:
+        """Subscriptions to this flow's decisions and to every flow's, oldest first."""
+        ...
 
     async def add_mail(
         self, *, to: str, subject: str, text: str, html: str | None, headers: dict[str, str]

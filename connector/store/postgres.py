@@ -37,6 +37,7 @@ from .base import (
     MailRecord,
     NewJob,
     RunRecord,
+    SubscriptionRecord,
     TelegramButton,
     TelegramMessage,
 )
@@ -45,6 +46,10 @@ from .pg_schema import lock_key, migrate_postgres
 
 log = logging.getLogger(__name__)
 
+_CLAIMED_COLUMNS = (
+    "jobs.id, jobs.kind, jobs.run_id, jobs.payload, jobs.body, jobs.status, jobs.attempts,"
+    " picked.next_at, jobs.created_at, jobs.last_status, jobs.last_error"
+)
 _RUN_COLUMNS = (
     "id, flow, status, idempotency_key, created_at, deadline, decided_at, doc, resume, decision,"
     " escalated_at"
@@ -100,9 +105,24 @@ def _job_from_row(row: asyncpg.Record) -> JobRecord:
     )
 
 
+def _subscription_from_row(row: asyncpg.Record) -> SubscriptionRecord:
+    return SubscriptionRecord(
+        id=row[0], target_url=_decode(row[1]) or "", flow=row[2], created_at=row[3]
+    )
+
+
+def _matchable(text: str) -> bool:
+    """False for text with a NUL, which no stored text has: such a lookup finds nothing (in SQLite
+    too), so it is answered without asking PostgreSQL, which refuses NUL in text parameters."""
+    return "\x00" not in text
+
+
 def _with_effects(target: str, at: str, first: int) -> str:
     """A statement prefix: `target` (a data-modifying statement RETURNING id) and, only for the
-    row it touched, the events and jobs passed as arrays in parameters `first`…`first + 7`."""
+    row it touched, the events and jobs passed as arrays in parameters `first`…`first + 7`.
+
+    A job's created_at starts its retry window, so a job scheduled for later (a reminder, an
+    escalation) gets its full window from when it is due, as in the SQLite store."""
     e, j = f"${first}", first + 2
     return f"""
     WITH target AS ({target}),
@@ -114,7 +134,8 @@ def _with_effects(target: str, at: str, first: int) -> str:
     ),
     new_jobs AS (
         INSERT INTO jobs (id, run_id, kind, payload, body, status, next_at, created_at)
-        SELECT j.id, j.run_id, j.kind, j.payload, j.body, 'pending', j.next_at, {at}
+        SELECT j.id, j.run_id, j.kind, j.payload, j.body, 'pending', j.next_at,
+               GREATEST({at}, j.next_at)
         FROM target, unnest(${j}::text[], ${j + 1}::text[], ${j + 2}::text[], ${j + 3}::text[],
                             ${j + 4}::bytea[], ${j + 5}::float8[])
              AS j(id, run_id, kind, payload, body, next_at)
@@ -210,9 +231,10 @@ class PostgresStore:
         try:
             async with asyncio.timeout(5):
                 await self._db().execute(
-                    "UPDATE jobs SET lease_until = 0 WHERE lease_owner = $1"
-                    " AND status = 'pending' AND lease_until > 0",
+                    "UPDATE jobs SET next_at = LEAST(next_at, $2), lease_until = 0"
+                    " WHERE lease_owner = $1 AND status = 'pending' AND lease_until > 0",
                     self._owner,
+                    time.time(),
                 )
         except (TimeoutError, *DB_ERRORS) as exc:
             log.warning("could not hand back leased jobs (%s); they wait for their leases", exc)
@@ -297,19 +319,26 @@ class PostgresStore:
         return _run_from_row(row), False
 
     async def get_run(self, run_id: str) -> RunRecord | None:
+        if not _matchable(run_id):
+            return None
         row = await self._db().fetchrow(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = $1", run_id)
         return _run_from_row(row) if row is not None else None
 
     async def list_runs(
         self, *, status: str | None, flow: str | None, limit: int, before: str | None
     ) -> list[RunRecord]:
+        if not _matchable((status or "") + (flow or "")):
+            return []
+        upto = "<"
+        if before is not None and not _matchable(before):
+            # No id holds a NUL, so "id < 'abc\0…'" (bytewise, as SQLite compares) is "id <= 'abc'".
+            before, upto = before.split("\x00", 1)[0], "<="
         clauses: list[str] = []
         params: list[Any] = []
-        for column, value in (("status", status), ("flow", flow), ("id <", before)):
+        for column, value in (("status =", status), ("flow =", flow), (f"id {upto}", before)):
             if value is not None:
                 params.append(value)
-                op = "" if " " in column else " ="
-                clauses.append(f"{column}{op} ${len(params)}")
+                clauses.append(f"{column} ${len(params)}")
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         rows = await self._db().fetch(
             f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY id DESC LIMIT ${len(params) + 1}",
@@ -348,6 +377,8 @@ class PostgresStore:
         jobs: list[NewJob],
         events: list[tuple[str, dict[str, Any]]],
     ) -> bool:
+        if not _matchable(run_id):
+            return False
         # The conditional update is the whole "first decision wins" rule; a concurrent decision
         # on the same row waits for ours and then finds the run no longer pending.
         rows = await self._db().fetch(
@@ -367,6 +398,8 @@ class PostgresStore:
         jobs: list[NewJob],
         events: list[tuple[str, dict[str, Any]]],
     ) -> ApprovalOutcome:
+        if not _matchable(run_id):
+            return ApprovalOutcome("not_pending", 0)
         async with self._transaction() as conn:
             # Locking the run serialises the votes on it, as SQLite's single writer does.
             status = await conn.fetchval("SELECT status FROM runs WHERE id = $1 FOR UPDATE", run_id)
@@ -405,6 +438,8 @@ class PostgresStore:
             return ApprovalOutcome("decided" if rows else "not_pending", count)
 
     async def approvals(self, run_id: str) -> list[str]:
+        if not _matchable(run_id):
+            return []
         rows = await self._db().fetch(
             "SELECT reviewer_id FROM votes WHERE run_id = $1 ORDER BY at, seq", run_id
         )
@@ -413,10 +448,14 @@ class PostgresStore:
     async def mark_escalated(
         self, run_id: str, at: float, jobs: list[NewJob], events: list[tuple[str, dict[str, Any]]]
     ) -> bool:
+        if not _matchable(run_id):
+            return False
         done = await self._db().fetchval(_ESCALATE, run_id, at, *_effects(events, jobs, at))
         return done is not None
 
     async def flow_counts(self, flow: str, since: float) -> FlowCounts:
+        if not _matchable(flow):
+            return FlowCounts()
         counts = FlowCounts()
         human = "decided_by IN ('reviewer', 'api')"
         async with self._db().acquire() as conn:
@@ -474,6 +513,8 @@ class PostgresStore:
         )
 
     async def events(self, run_id: str) -> list[Event]:
+        if not _matchable(run_id):
+            return []
         rows = await self._db().fetch(
             "SELECT at, kind, detail FROM events WHERE run_id = $1 ORDER BY id", run_id
         )
@@ -502,13 +543,16 @@ class PostgresStore:
         self, now: float, *, limit: int, lease: float, kinds: tuple[str, ...]
     ) -> list[JobRecord]:
         # SKIP LOCKED: instances claiming at the same moment take different jobs instead of
-        # queueing behind each other; the lease keeps a claimed job from being claimed again.
+        # queueing behind each other. As in SQLite, a claimed job's next_at moves to its lease
+        # expiry, which hides it from other claims until then; the rows returned keep the due
+        # time they had, so the runner starts them in queue order.
         rows = await self._db().fetch(
-            f"UPDATE jobs SET lease_until = $1, lease_owner = $5 WHERE id IN ("
-            f" SELECT id FROM jobs WHERE status = 'pending' AND next_at <= $2"
-            f" AND lease_until <= $2 AND kind = ANY($3::text[]) ORDER BY next_at LIMIT $4"
-            f" FOR UPDATE SKIP LOCKED)"
-            f" RETURNING {_JOB_COLUMNS}",
+            f"WITH picked AS ("
+            f" SELECT id, next_at FROM jobs WHERE status = 'pending' AND next_at <= $2"
+            f" AND kind = ANY($3::text[]) ORDER BY next_at LIMIT $4 FOR UPDATE SKIP LOCKED)"
+            f" UPDATE jobs SET lease_until = $1, next_at = $1, lease_owner = $5"
+            f" FROM picked WHERE jobs.id = picked.id"
+            f" RETURNING {_CLAIMED_COLUMNS}",
             now + lease,
             now,
             list(kinds),
@@ -550,13 +594,14 @@ class PostgresStore:
 
     async def next_job_at(self, kinds: tuple[str, ...]) -> float | None:
         value: float | None = await self._db().fetchval(
-            "SELECT MIN(GREATEST(next_at, lease_until)) FROM jobs"
-            " WHERE status = 'pending' AND kind = ANY($1::text[])",
+            "SELECT MIN(next_at) FROM jobs WHERE status = 'pending' AND kind = ANY($1::text[])",
             list(kinds),
         )
         return value
 
     async def jobs_for_run(self, run_id: str, kind: str) -> list[JobRecord]:
+        if not _matchable(run_id + kind):
+            return []
         rows = await self._db().fetch(
             f"SELECT {_JOB_COLUMNS} FROM jobs WHERE run_id = $1 AND kind = $2 ORDER BY created_at",
             run_id,
@@ -571,6 +616,70 @@ class PostgresStore:
             now,
             job_id,
         )
+
+    async def add_jobs(self, jobs: list[NewJob]) -> None:
+        if not jobs:
+            return
+        now = time.time()
+        async with self._transaction() as conn:
+            await conn.executemany(
+                "INSERT INTO jobs (id, run_id, kind, payload, body, status, next_at, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, 'pending', $6, $7) ON CONFLICT (id) DO NOTHING",
+                [
+                    (j.id, j.run_id, j.kind, _dumps(j.payload), j.body, j.next_at or now, now)
+                    for j in jobs
+                ],
+            )
+
+    # -- hook subscriptions -----------------------------------------------------------------
+
+    async def recent_decisions(self, *, flow: str | None, limit: int) -> list[RunRecord]:
+        if flow is not None and not _matchable(flow):
+            return []
+        where = "WHERE decided_at IS NOT NULL" + (" AND flow = $2" if flow is not None else "")
+        rows = await self._db().fetch(
+            f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY decided_at DESC, id DESC LIMIT $1",
+            limit,
+            *([flow] if flow is not None else []),
+        )
+        return [_run_from_row(r) for r in rows]
+
+    async def add_subscription(self, subscription: SubscriptionRecord) -> None:
+        await self._db().execute(
+            "INSERT INTO hook_subscriptions (id, target_url, flow, created_at)"
+            " VALUES ($1, $2, $3, $4)",
+            subscription.id,
+            _encode(subscription.target_url),
+            subscription.flow,
+            subscription.created_at,
+        )
+
+    async def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        if not _matchable(subscription_id):
+            return None
+        row = await self._db().fetchrow(
+            "SELECT id, target_url, flow, created_at FROM hook_subscriptions WHERE id = $1",
+            subscription_id,
+        )
+        return _subscription_from_row(row) if row is not None else None
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        if not _matchable(subscription_id):
+            return False
+        deleted = await self._db().fetchval(
+            "DELETE FROM hook_subscriptions WHERE id = $1 RETURNING 1", subscription_id
+        )
+        return deleted is not None
+
+    async def subscriptions_for(self, flow: str) -> list[SubscriptionRecord]:
+        if not _matchable(flow):
+            return []
+        rows = await self._db().fetch(
+            "SELECT id, target_url, flow, created_at FROM hook_subscriptions"
+            " WHERE flow IS NULL OR flow = $1 ORDER BY created_at, id",
+            flow,
+        )
+        return [_subscription_from_row(r) for r in rows]
 
     # -- dev mailbox ------------------------------------------------------------------------
 
@@ -643,7 +752,7 @@ class PostgresStore:
                 _dumps(job.payload),
                 job.body,
                 job.next_at or now,
-                now,
+                max(now, job.next_at or now),
             )
             if update_id % 100 == 0:
                 await conn.execute(
@@ -663,6 +772,8 @@ class PostgresStore:
             )
 
     async def telegram_button(self, button_id: str) -> TelegramButton | None:
+        if not _matchable(button_id):
+            return None
         row = await self._db().fetchrow(
             "SELECT id, run_id, reviewer_id, chat_id, choice, created_at FROM telegram_buttons"
             " WHERE id = $1",
@@ -688,6 +799,8 @@ class PostgresStore:
         )
 
     async def telegram_messages(self, run_id: str) -> list[TelegramMessage]:
+        if not _matchable(run_id):
+            return []
         rows = await self._db().fetch(
             "SELECT chat_id, message_id, run_id, reviewer_id, text, sent_at, closed_at"
             " FROM telegram_messages WHERE run_id = $1 ORDER BY sent_at",

@@ -105,7 +105,18 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX telegram_messages_run ON telegram_messages (run_id);
     """,
-    # 4: secrets the connector generated itself and every instance must share; which open
+    # 4: Zapier REST hook subscriptions ("New Decision"), and recent decisions newest first
+    """
+    CREATE TABLE hook_subscriptions (
+        id TEXT PRIMARY KEY,
+        target_url TEXT NOT NULL,
+        flow TEXT,
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX hook_subscriptions_flow ON hook_subscriptions (flow);
+    CREATE INDEX runs_decided ON runs (decided_at) WHERE decided_at IS NOT NULL;
+    """,
+    # 5: secrets the connector generated itself and every instance must share; which open
     # store holds a job's lease, so a store that closes can hand its jobs back at once
     """
     CREATE TABLE secrets (

@@ -30,6 +30,7 @@ from .base import (
     MailRecord,
     NewJob,
     RunRecord,
+    SubscriptionRecord,
     TelegramButton,
     TelegramMessage,
 )
@@ -98,12 +99,22 @@ def _insert_events(
 
 
 def _insert_jobs(db: sqlite3.Connection, jobs: list[NewJob], now: float) -> None:
+    # created_at starts a job's retry window, so a job scheduled for later (a reminder, an
+    # escalation) gets its full window from when it is due, not from when it was queued.
     if jobs:
         db.executemany(
             "INSERT INTO jobs (id, run_id, kind, payload, body, status, next_at, created_at)"
             " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
             [
-                (j.id, j.run_id, j.kind, _dumps(j.payload), j.body, j.next_at or now, now)
+                (
+                    j.id,
+                    j.run_id,
+                    j.kind,
+                    _dumps(j.payload),
+                    j.body,
+                    j.next_at or now,
+                    max(now, j.next_at or now),
+                )
                 for j in jobs
             ],
         )
@@ -172,7 +183,11 @@ class SQLiteStore:
         self.migrate_schema(db)
         # One process owns an SQLite file, so leases left by a killed predecessor are stale:
         # release them now instead of waiting for them to expire.
-        db.execute("UPDATE jobs SET lease_until = 0 WHERE status = 'pending'")
+        db.execute(
+            "UPDATE jobs SET next_at = MIN(next_at, ?), lease_until = 0"
+            " WHERE status = 'pending' AND lease_until > 0",
+            (time.time(),),
+        )
         return db
 
     async def close(self) -> None:
@@ -193,9 +208,9 @@ class SQLiteStore:
 
         def op(db: sqlite3.Connection) -> None:
             db.execute(
-                "UPDATE jobs SET lease_until = 0 WHERE lease_owner = ? AND status = 'pending'"
-                " AND lease_until > 0",
-                (self._owner,),
+                "UPDATE jobs SET next_at = MIN(next_at, ?), lease_until = 0"
+                " WHERE lease_owner = ? AND status = 'pending' AND lease_until > 0",
+                (time.time(), self._owner),
             )
 
         try:
@@ -502,7 +517,10 @@ class SQLiteStore:
 
     async def due_runs(self, now: float, limit: int) -> list[RunRecord]:
         rows = await self._read().execute_fetchall(
-            f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'pending' AND deadline <= ?"
+            # INDEXED BY: left to itself the planner picks runs_status and walks every pending
+            # run (a million of them at scale) instead of the partial deadline index.
+            f"SELECT {_RUN_COLUMNS} FROM runs INDEXED BY runs_pending_deadline"
+            f" WHERE status = 'pending' AND deadline <= ?"
             " ORDER BY deadline LIMIT ?",
             (now, limit),
         )
@@ -512,7 +530,8 @@ class SQLiteStore:
         row = next(
             iter(
                 await self._read().execute_fetchall(
-                    "SELECT MIN(deadline) FROM runs WHERE status = 'pending'"
+                    "SELECT MIN(deadline) FROM runs INDEXED BY runs_pending_deadline"
+                    " WHERE status = 'pending'"
                 )
             ),
             None,
@@ -527,14 +546,17 @@ class SQLiteStore:
         marks = ",".join("?" * len(kinds))
 
         def op(db: sqlite3.Connection) -> list[JobRecord]:
-            cursor = db.execute(
-                f"UPDATE jobs SET lease_until = ?, lease_owner = ? WHERE id IN ("
-                f" SELECT id FROM jobs WHERE status = 'pending' AND next_at <= ?"
-                f" AND lease_until <= ? AND kind IN ({marks}) ORDER BY next_at LIMIT ?)"
-                f" RETURNING {_JOB_COLUMNS}",
-                (now + lease, self._owner, now, now, *kinds, limit),
+            rows = db.execute(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status = 'pending' AND next_at <= ?"
+                f" AND kind IN ({marks}) ORDER BY next_at LIMIT ?",
+                (now, *kinds, limit),
+            ).fetchall()
+            # A claimed job's next_at moves to its lease expiry: it is invisible to other claims
+            # until then, and "the next due job" stays one index lookup (no scan over leases).
+            db.executemany(
+                "UPDATE jobs SET lease_until = ?, next_at = ?, lease_owner = ? WHERE id = ?",
+                [(now + lease, now + lease, self._owner, row[0]) for row in rows],
             )
-            rows = cursor.fetchall()
             return [_job_from_row(r) for r in rows]
 
         claimed: list[JobRecord] = await self._write(op)
@@ -567,8 +589,7 @@ class SQLiteStore:
         row = next(
             iter(
                 await self._read().execute_fetchall(
-                    f"SELECT MIN(MAX(next_at, lease_until)) FROM jobs"
-                    f" WHERE status = 'pending' AND kind IN ({marks})",
+                    f"SELECT MIN(next_at) FROM jobs WHERE status = 'pending' AND kind IN ({marks})",
                     kinds,
                 )
             ),
@@ -592,6 +613,73 @@ class SQLiteStore:
             )
 
         await self._write(op)
+
+    async def add_jobs(self, jobs: list[NewJob]) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            now = time.time()
+            db.executemany(
+                "INSERT OR IGNORE INTO jobs"
+                " (id, run_id, kind, payload, body, status, next_at, created_at)"
+                " VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+                [
+                    (j.id, j.run_id, j.kind, _dumps(j.payload), j.body, j.next_at or now, now)
+                    for j in jobs
+                ],
+            )
+
+        if jobs:
+            await self._write(op)
+
+    # -- hook subscriptions -----------------------------------------------------------------
+
+    async def recent_decisions(self, *, flow: str | None, limit: int) -> list[RunRecord]:
+        where = "WHERE decided_at IS NOT NULL" + (" AND flow = ?" if flow is not None else "")
+        params: tuple[Any, ...] = (flow, limit) if flow is not None else (limit,)
+        rows = await self._read().execute_fetchall(
+            f"SELECT {_RUN_COLUMNS} FROM runs {where} ORDER BY decided_at DESC, id DESC LIMIT ?",
+            params,
+        )
+        return [_run_from_row(r) for r in rows]
+
+    async def add_subscription(self, subscription: SubscriptionRecord) -> None:
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO hook_subscriptions (id, target_url, flow, created_at)"
+                " VALUES (?, ?, ?, ?)",
+                (
+                    subscription.id,
+                    subscription.target_url,
+                    subscription.flow,
+                    subscription.created_at,
+                ),
+            )
+
+        await self._write(op)
+
+    async def get_subscription(self, subscription_id: str) -> SubscriptionRecord | None:
+        rows = list(
+            await self._read().execute_fetchall(
+                "SELECT id, target_url, flow, created_at FROM hook_subscriptions WHERE id = ?",
+                (subscription_id,),
+            )
+        )
+        return SubscriptionRecord(*rows[0]) if rows else None
+
+    async def delete_subscription(self, subscription_id: str) -> bool:
+        def op(db: sqlite3.Connection) -> bool:
+            cursor = db.execute("DELETE FROM hook_subscriptions WHERE id = ?", (subscription_id,))
+            return cursor.rowcount == 1
+
+        deleted: bool = await self._write(op)
+        return deleted
+
+    async def subscriptions_for(self, flow: str) -> list[SubscriptionRecord]:
+        rows = await self._read().execute_fetchall(
+            "SELECT id, target_url, flow, created_at FROM hook_subscriptions"
+            " WHERE flow IS NULL OR flow = ? ORDER BY created_at, id",
+            (flow,),
+        )
+        return [SubscriptionRecord(*r) for r in rows]
 
     # -- dev mailbox ------------------------------------------------------------------------
 

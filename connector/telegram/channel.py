@@ -188,9 +188,10 @@ class TelegramChannel:
             j for j in await self._store.jobs_for_run(run.id, PROMPT_JOB) if j.status == "pending"
         ]
         if waiting:
-            # A prompt may be on its way right now: edit once it is recorded (or skipped).
+            # A prompt may be on its way right now: edit once it is recorded (or skipped). A
+            # prompt being sent shows its lease expiry as next_at, so look again within a second.
             next_at = min(j.next_at for j in waiting)
-            return Outcome("later", retry_after=max(0.25, next_at - time.time() + 0.25))
+            return Outcome("later", retry_after=min(1.0, max(0.25, next_at - time.time() + 0.25)))
         results: list[Outcome] = []
         closed = 0
         for message in await self._store.telegram_messages(run.id):

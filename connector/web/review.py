@@ -32,6 +32,11 @@ class Field:
     multiline: bool
     is_json: bool
 
+    @property
+    def rows(self) -> int:
+        """A textarea tall enough for the value on a phone, within reason."""
+        return min(12, max(3, self.text.count("\n") + 1 + len(self.text) // 40))
+
 
 def _as_text(value: Any) -> str:
     if isinstance(value, str):

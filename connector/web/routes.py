@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import api, flows, mailbox, metrics, n8n, openapi, review, telegram
+from . import api, flows, inbox, mailbox, metrics, n8n, openapi, review, telegram, zapier
 
 
 def add_routes(app: web.Application, *, dev_mailbox: bool, telegram_webhook: bool = False) -> None:
@@ -27,7 +27,20 @@ def add_routes(app: web.Application, *, dev_mailbox: bool, telegram_webhook: boo
     app.router.add_get("/metrics", metrics.metrics, name="metrics")
     app.router.add_get("/r/{token}", review.show, name="review")
     app.router.add_post("/r/{token}", review.submit, name="review_submit")
+    # The fixed /zapier/… paths come before /zapier/{flow} so they win.
+    app.router.add_post(
+        "/zapier/subscriptions", zapier.create_subscription, name="zapier_subscribe"
+    )
+    app.router.add_delete(
+        "/zapier/subscriptions/{sub_id}", zapier.delete_subscription, name="zapier_unsubscribe"
+    )
+    app.router.add_get("/zapier/decisions", zapier.recent_decisions, name="zapier_decisions")
+    zapier_pause = app.router.add_resource("/zapier/{flow}", name="zapier_pause")
+    for method in ("POST", "PUT", "GET"):
+        zapier_pause.add_route(method, zapier.pause)
     if dev_mailbox:
         app.router.add_get("/dev/mailbox", mailbox.mailbox, name="dev_mailbox")
+        app.router.add_post("/dev/inbox", inbox.receive, name="dev_inbox_receive")
+        app.router.add_get("/dev/inbox", inbox.show, name="dev_inbox")
     if telegram_webhook:
         app.router.add_post("/telegram/webhook", telegram.webhook, name="telegram_webhook")
