@@ -30,7 +30,7 @@ test-fast: $(STAMP_TEST)
 
 # The app-level tests again, on PostgreSQL (127.0.0.1:5432 or $$TEST_DATABASE_URL).
 test-postgres: $(STAMP_TEST)
-	$(BIN)/pytest -q --store=postgres -m "not slow and not n8n and not browser"
+	$(BIN)/pytest -q --store=postgres -m "not slow and not n8n"
 
 lint: $(STAMP_TEST)
 	$(BIN)/ruff check .

@@ -27,7 +27,7 @@ from connector.store import (
     migrate,
     open_store,
 )
-from connector.store.pg_schema import PG_MIGRATIONS
+from connector.store.pg_schema import PG_MIGRATIONS, lock_key
 from connector.store.schema import MIGRATIONS
 
 from .conftest import eventually
@@ -837,3 +837,77 @@ async def test_postgres_exclusive_lock_passes_on_when_holder_dies():
         holder.cancel()  # like an instance stopping: its session ends and the lock with it
         await eventually(lambda: asyncio.sleep(0, took_over.is_set()))
         await waiter
+
+
+async def terminate_backends(url: str, where: str, *args: Any) -> int:
+    """Kill the server sessions matching `where` (as a network failure or a DBA would)."""
+    conn = await asyncpg.connect(url)
+    try:
+        killed = await conn.fetch(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE {where}", *args
+        )
+    finally:
+        await conn.close()
+    return len(killed)
+
+
+async def test_postgres_listener_reconnects_and_asks_for_a_recheck():
+    """When the listening connection dies, the store reconnects, says "re-check", and hears on."""
+    async with two_instances() as (a, b, url):
+        heard: list[str | None] = []
+        await a.listen_decisions(heard.append)
+        channel = a._channel  # type: ignore[attr-defined]
+        assert await terminate_backends(url, "query = $1", f'LISTEN "{channel}"') == 1
+        await eventually(lambda: asyncio.sleep(0, None in heard))
+        await b.create_run(make_run("r1"), [], [])
+        await b.decide(
+            "r1", status="approved", decision=decision(), decided_at=1.0, jobs=[], events=[]
+        )
+        await eventually(lambda: asyncio.sleep(0, "r1" in heard))
+
+
+async def test_postgres_exclusive_body_stops_when_its_lock_is_lost():
+    """When the lock's session dies, the body is cancelled and another instance takes over."""
+    async with two_instances() as (a, b, url):
+        a_runs, b_runs, a_stopped = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+        async def body_a() -> None:
+            a_runs.set()
+            try:
+                await asyncio.Event().wait()
+            finally:
+                a_stopped.set()
+
+        async def body_b() -> None:
+            b_runs.set()
+            await asyncio.Event().wait()
+
+        key = lock_key(a._schema, "poller")  # type: ignore[attr-defined]
+        lock = (
+            "pid IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted = $1"
+            " AND classid = $2::bigint::oid AND objid = $3::bigint::oid)"
+        )
+        halves = ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF)
+
+        async def sessions(granted: bool) -> int:
+            conn = await asyncpg.connect(url)
+            try:
+                return len(
+                    await conn.fetch(
+                        f"SELECT pid FROM pg_stat_activity WHERE {lock}", granted, *halves
+                    )
+                )
+            finally:
+                await conn.close()
+
+        holder = asyncio.create_task(a.run_exclusive("poller", body_a))
+        await a_runs.wait()
+        waiter = asyncio.create_task(b.run_exclusive("poller", body_b))
+        await eventually(lambda: sessions(granted=False))  # b waits for the lock
+        assert not b_runs.is_set()
+        assert await terminate_backends(url, lock, True, *halves) == 1
+        await asyncio.wait_for(a_stopped.wait(), 15)
+        await asyncio.wait_for(b_runs.wait(), 15)
+        for task in (holder, waiter):
+            task.cancel()
+        await asyncio.gather(holder, waiter, return_exceptions=True)
