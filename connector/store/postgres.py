@@ -192,6 +192,15 @@ _ESCALATE = (
 )
 
 
+class _PooledConnection(asyncpg.Connection):
+    """A pool connection that skips the reset query on release: store operations never change
+    session state (no SET, LISTEN or session locks — those use connections of their own), and
+    the reset would cost a round trip and server work on every operation."""
+
+    def get_reset_query(self) -> str:
+        return ""
+
+
 class PostgresStore:
     """The shared store. Open it with `open_postgres_store(url)`."""
 
@@ -208,7 +217,11 @@ class PostgresStore:
 
     async def open(self) -> None:
         self._pool = await asyncpg.create_pool(
-            self._url, min_size=1, max_size=self._pool_size, max_inactive_connection_lifetime=300
+            self._url,
+            min_size=1,
+            max_size=self._pool_size,
+            max_inactive_connection_lifetime=300,
+            connection_class=_PooledConnection,
         )
         async with self._pool.acquire() as conn:
             await migrate_postgres(conn)
@@ -572,25 +585,25 @@ class PostgresStore:
         event: tuple[str, dict[str, Any]] | None = None,
         attempted: bool = True,
     ) -> None:
-        async with self._transaction() as conn:
-            await conn.execute(
-                "UPDATE jobs SET status = $1, attempts = attempts + $2, next_at = $3,"
-                " last_status = $4, last_error = $5, lease_until = 0 WHERE id = $6",
-                status,
-                int(attempted),
-                next_at,
-                last_status,
-                _encode(last_error),
-                job.id,
-            )
-            if event is not None and job.run_id is not None:
-                await conn.execute(
-                    "INSERT INTO events (run_id, at, kind, detail) VALUES ($1, $2, $3, $4)",
-                    job.run_id,
-                    time.time(),
-                    event[0],
-                    _dumps(event[1]),
-                )
+        update = (
+            "UPDATE jobs SET status = $1, attempts = attempts + $2, next_at = $3,"
+            " last_status = $4, last_error = $5, lease_until = 0 WHERE id = $6"
+        )
+        args = [status, int(attempted), next_at, last_status, _encode(last_error), job.id]
+        if event is None or job.run_id is None:
+            await self._db().execute(update, *args)
+            return
+        # One statement, so one round trip and still atomic: the outcome and its audit line (a
+        # data-modifying WITH always runs, whether or not the main statement reads it).
+        await self._db().execute(
+            f"WITH done AS ({update})"
+            f" INSERT INTO events (run_id, at, kind, detail) VALUES ($7, $8, $9, $10)",
+            *args,
+            job.run_id,
+            time.time(),
+            event[0],
+            _dumps(event[1]),
+        )
 
     async def next_job_at(self, kinds: tuple[str, ...]) -> float | None:
         value: float | None = await self._db().fetchval(
