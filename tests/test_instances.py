@@ -164,3 +164,20 @@ async def test_telegram_polling_runs_on_one_instance_at_a_time(
         later = fake.calls_to("getUpdates")[polls_before:]
         assert later and [c for c in later if c.status == 409] == []
         assert (await fetch_run(second, run["id"]))["status"] == "approved"
+
+
+async def test_both_instances_time_out_the_same_runs_once(connector, receiver, pg_url, tmp_path):
+    """Both instances' deadline watchers see the same due runs; each run times out once."""
+    flow = {"reviewers": [{"email": "ann@example.com"}], "timeout": "1s", "on_timeout": "reject"}
+    a, b = await two_instances(connector, tmp_path, pg_url, flows={"news": flow})
+    runs = await asyncio.gather(
+        *(create_run(a if i % 2 else b, run_body(receiver)) for i in range(30))
+    )
+    calls = await receiver.wait_for(30, timeout=20)
+    await asyncio.sleep(0.5)  # a second decision's delivery would arrive by now
+    assert len(receiver.received) == 30
+    assert sorted(json.loads(c.body)["run_id"] for c in calls) == sorted(r["id"] for r in runs)
+    for run in runs:
+        stored = await fetch_run(a, run["id"])
+        assert stored["decision"]["decided_by"] == "timeout"
+        assert [e["kind"] for e in stored["events"]].count("decided") == 1
