@@ -7,7 +7,8 @@ correct together:
   round trip;
 - jobs are claimed with `FOR UPDATE SKIP LOCKED` plus an expiring lease, so any instance may run
   any job, one at a time, and a job leased by an instance that died is taken up once the lease
-  expires (leases are never released wholesale at start: other instances may be running);
+  expires. Leases are never released wholesale at start (other instances may be running); a
+  store that closes hands back only the leases it took;
 - a decision sends a NOTIFY in its own transaction, and `listen_decisions` hands those to the
   service, so a long poll on one instance ends when another instance records the decision;
 - migrations and `run_exclusive` use advisory locks, keyed by the schema in use
