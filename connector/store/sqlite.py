@@ -42,6 +42,7 @@ T = TypeVar("T")
 WriteOp = Callable[[sqlite3.Connection], Any]
 
 _MAX_BATCH = 512
+_CHECKPOINT_EVERY = 0.5  # seconds
 _RUN_COLUMNS = (
     "id, flow, status, idempotency_key, created_at, deadline, decided_at, doc, resume, decision,"
     " escalated_at"
@@ -162,6 +163,12 @@ class SQLiteStore:
         self._queue: asyncio.Queue[tuple[WriteOp, asyncio.Future[Any]]] = asyncio.Queue()
         self._writer_task: asyncio.Task[None] | None = None
         self._owner = secrets.token_hex(8)  # marks the leases this store takes
+        # Checkpoints copy the WAL back into the database file. Left to SQLite they run inside
+        # a commit and stall every queued write; here a separate thread runs them beside the
+        # writer (a PASSIVE checkpoint never blocks it).
+        self._checkpoint_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+        self._checkpointer: sqlite3.Connection | None = None
+        self._checkpoint_task: asyncio.Task[None] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -173,6 +180,24 @@ class SQLiteStore:
         await self._reader.execute("PRAGMA busy_timeout=10000")
         await self._reader.execute("PRAGMA query_only=ON")
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-writer")
+        self._checkpointer = await loop.run_in_executor(
+            self._checkpoint_thread,
+            lambda: sqlite3.connect(self._path, isolation_level=None, check_same_thread=False),
+        )
+        self._checkpoint_task = asyncio.create_task(self._checkpoint_loop(), name="checkpoint")
+
+    async def _checkpoint_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        db = self._checkpointer
+        assert db is not None
+        while True:
+            await asyncio.sleep(_CHECKPOINT_EVERY)
+            try:
+                await loop.run_in_executor(
+                    self._checkpoint_thread, db.execute, "PRAGMA wal_checkpoint(PASSIVE)"
+                )
+            except sqlite3.Error:
+                log.warning("WAL checkpoint failed; will try again", exc_info=True)
 
     def _open_writer(self) -> sqlite3.Connection:
         db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
@@ -180,6 +205,7 @@ class SQLiteStore:
         # FULL: a commit is on disk before the caller hears about it, even across power loss.
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA busy_timeout=10000")
+        db.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint_loop
         self.migrate_schema(db)
         # One process owns an SQLite file, so leases left by a killed predecessor are stale:
         # release them now instead of waiting for them to expire.
@@ -193,10 +219,17 @@ class SQLiteStore:
     async def close(self) -> None:
         if self._writer_task is not None and not self._writer_task.done():
             await self._release_leases()
-        if self._writer_task is not None:
-            self._writer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer_task
+        for task in (self._checkpoint_task, self._writer_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._checkpointer is not None:
+            checkpointer = self._checkpointer
+            await asyncio.get_running_loop().run_in_executor(
+                self._checkpoint_thread, checkpointer.close
+            )
+        self._checkpoint_thread.shutdown(wait=True)
         if self._reader is not None:
             await self._reader.close()
         if self._writer is not None:
