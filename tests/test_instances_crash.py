@@ -30,7 +30,7 @@ api_keys = ["{API_KEY}"]
 resume_allow = ["127.0.0.1/32"]
 retry_base_delay = "0.05s"
 delivery_timeout = "2s"
-job_lease = "3s"
+job_lease = "8s"
 log_level = "WARNING"
 
 [flows.news]
