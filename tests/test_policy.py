@@ -12,7 +12,7 @@ from connector.config import ConfigError, FlowConfig, load_settings
 from connector.rules import compile_rule
 from connector.stats import recommend
 from connector.store import FlowCounts
-from connector.web.keys import runner_key, service_key
+from connector.web.keys import runner_key, service_key, store_key
 
 from .conftest import AUTH, create_run, fetch_run, make_settings, review_links, run_body
 
@@ -275,3 +275,16 @@ def test_recommendation_ready_to_enforce():
     assert recommend(flow, ready).startswith("ready to enforce")
     doubtful = FlowCounts(shadow_would_approve=100, shadow_agreed=80)
     assert recommend(flow, doubtful).startswith("keep reviewing")
+
+
+async def test_quorum_is_announced_in_the_email(connector):
+    """A 2-of-3 flow's approval email says two approvals are needed."""
+    client = await connector(
+        flows={"pay": {"reviewers": [ANN, BOB, CAROL], "required_approvals": 2}}
+    )
+    run = await create_run(client, run_body(flow="pay"))
+    await review_links(client, run["id"], count=3)
+    mail = await client.app[store_key].list_mail(10)
+    assert all(
+        "needs 2 approvals" in m.text and "needs 2 approvals" in (m.html or "") for m in mail
+    )

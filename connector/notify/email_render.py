@@ -255,6 +255,7 @@ def render_request(
         "expires_words": in_words(run.deadline - now),
         "expires_at": when(run.deadline),
         "on_timeout": "approved" if doc.get("on_timeout") == "approve" else "rejected",
+        "required": int(doc.get("required_approvals", 1)),
         "fields": fields,
         "more_fields": more_fields,
         "context": context,

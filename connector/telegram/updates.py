@@ -84,7 +84,13 @@ class UpdateHandler:
             await self._send_review_link(job, query_id, run, user_id)
             return
         approve = button.choice == "approve"
-        await self._sender.answer(query_id, "Approved ✓" if approve else "Rejected ✗")
+        required = int(run.doc.get("required_approvals", 1))
+        if approve and required > 1:
+            # N-of-M: this press is one approval; the run is approved when enough have come in.
+            text = f"Approval counted ✓ ({required} approvals needed)"
+        else:
+            text = "Approved ✓" if approve else "Rejected ✗"
+        await self._sender.answer(query_id, text)
         try:
             await self._service.decide(run.id, actor, approve=approve)
         except AlreadyDecided:
