@@ -8,7 +8,7 @@ from ..errors import BadRequest, EditNotAllowed
 from ..models import DecisionRequest, RunPage, RunRequest
 from ..policy import Actor
 from .auth import is_operator_key, require_api_key
-from .bodies import json_model, parse_body, read_json_object
+from .bodies import int_param, json_model, parse_body, read_json_object
 from .keys import service_key, store_key
 
 _MAX_PAGE = 200
@@ -26,26 +26,13 @@ async def create_run(request: web.Request) -> web.Response:
     )
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise BadRequest(f"{name} must be a whole number") from exc
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}")
-    return value
-
-
 async def list_runs(request: web.Request) -> web.Response:
     """GET /v1/runs?status=&flow=&limit=&cursor=: newest first, cursor pagination."""
     require_api_key(request)
     status = request.query.get("status")
     if status not in (None, "pending", "approved", "rejected", "cancelled"):
         raise BadRequest("status must be pending, approved, rejected or cancelled")
-    limit = _int_param(request, "limit", 50, 1, _MAX_PAGE)
+    limit = int_param(request, "limit", 50, 1, _MAX_PAGE)
     service = request.app[service_key]
     records = await request.app[store_key].list_runs(
         status=status,

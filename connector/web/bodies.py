@@ -1,4 +1,4 @@
-"""Reading request bodies into models, with clear 400/413/422 errors."""
+"""Reading request bodies and parameters, with clear 400/413/422 errors."""
 
 from __future__ import annotations
 
@@ -24,22 +24,43 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
     raw = await request.read()
     if not raw.strip():
         raise BadRequest("request body is empty; send a JSON object")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(f"request body is not valid JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise BadRequest(f"request body is nested deeper than {MAX_DEPTH} levels") from exc
+    data = loads_untrusted(raw, "request body")
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
-    if _depth(data) > MAX_DEPTH:
-        raise BadRequest(f"request body is nested deeper than {MAX_DEPTH} levels")
     if _SURROGATE_ESCAPE.search(raw):
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError as exc:
             raise BadRequest("request body contains an unpaired UTF-16 surrogate escape") from exc
     return data
+
+
+def loads_untrusted(text: str | bytes, what: str, *, invalid: str | None = None) -> Any:
+    """Parse JSON from outside; 400 naming `what` when it is not JSON (`invalid` says how) or
+    is nested deeper than MAX_DEPTH."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(invalid or f"{what} is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadRequest(f"{what} is nested deeper than {MAX_DEPTH} levels") from exc
+    if _depth(data) > MAX_DEPTH:
+        raise BadRequest(f"{what} is nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    """A whole-number query parameter within [low, high]; 400 otherwise."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise BadRequest(f"{name} must be a whole number") from exc
+    if not low <= value <= high:
+        raise BadRequest(f"{name} must be between {low} and {high}")
+    return value
 
 
 def _depth(value: Any) -> int:

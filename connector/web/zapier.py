@@ -7,7 +7,6 @@ answers with a Catch Hook's own success shape.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -18,9 +17,8 @@ from ..config import ZAPIER_CALLBACK_LIFETIME
 from ..errors import BadRequest, NotFound
 from ..hooks import subscribe
 from ..models import ResumeTarget, RunRequest
-from .api import _int_param
 from .auth import require_api_key
-from .bodies import MAX_DEPTH, _depth, read_json_object
+from .bodies import int_param, loads_untrusted, read_json_object
 from .keys import service_key, store_key
 
 RESERVED = frozenset(
@@ -61,26 +59,16 @@ async def read_fields(request: web.Request) -> dict[str, Any]:
     if not raw.strip():
         return fields
     # Like a Catch Hook, read JSON whatever the content type claims (Zapier's "raw" payloads).
-    data = _loads(raw, "request body")
+    data = loads_untrusted(
+        raw,
+        "request body",
+        invalid="request body must be a JSON object or form fields"
+        " (application/x-www-form-urlencoded)",
+    )
     if not isinstance(data, dict):
         raise BadRequest("request body must be a JSON object")
     fields.update(data)
     return fields
-
-
-def _loads(text: str | bytes, what: str) -> Any:
-    """Parse JSON from an untrusted source, refusing what is too deeply nested to store."""
-    try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise BadRequest(
-            f"{what} must be a JSON object or form fields (application/x-www-form-urlencoded)"
-        ) from exc
-    except RecursionError as exc:
-        raise BadRequest(f"{what} is nested deeper than {MAX_DEPTH} levels") from exc
-    if _depth(data) > MAX_DEPTH:
-        raise BadRequest(f"{what} is nested deeper than {MAX_DEPTH} levels")
-    return data
 
 
 def _object(fields: dict[str, Any], name: str) -> dict[str, Any]:
@@ -88,14 +76,9 @@ def _object(fields: dict[str, Any], name: str) -> dict[str, Any]:
     if value is None or value == "":
         return {}
     if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError as exc:
-            raise BadRequest(f"{name} must be a JSON object (or a string holding one)") from exc
-        except RecursionError as exc:
-            raise BadRequest(f"{name} is nested deeper than {MAX_DEPTH} levels") from exc
-        if _depth(value) > MAX_DEPTH:
-            raise BadRequest(f"{name} is nested deeper than {MAX_DEPTH} levels")
+        value = loads_untrusted(
+            value, name, invalid=f"{name} must be a JSON object (or a string holding one)"
+        )
     if not isinstance(value, dict):
         raise BadRequest(f"{name} must be a JSON object (or a string holding one)")
     return value
@@ -176,7 +159,7 @@ async def delete_subscription(request: web.Request) -> web.Response:
 async def recent_decisions(request: web.Request) -> web.Response:
     """GET /zapier/decisions?flow=&limit=: recent decision payloads, newest first."""
     require_api_key(request)
-    limit = _int_param(request, "limit", 10, 1, _MAX_DECISIONS)
+    limit = int_param(request, "limit", 10, 1, _MAX_DECISIONS)
     runs = await request.app[store_key].recent_decisions(
         flow=request.query.get("flow") or None, limit=limit
     )
