@@ -413,6 +413,12 @@ class RunService:
                     self._waiters.pop(run_id, None)
         return run
 
+    def waiting(self, run_id: str | None = None) -> int:
+        """Long polls open in this process on `run_id` (on any run for None)."""
+        if run_id is not None:
+            return len(self._waiters.get(run_id, []))
+        return sum(len(futures) for futures in self._waiters.values())
+
     def release_waiters(self, run_id: str | None) -> None:
         """Wake long polls on `run_id` (all of them for None) to look at the run again.
 

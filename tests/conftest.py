@@ -159,6 +159,9 @@ async def create_run(client: TestClient, body: dict[str, Any], status: int = 201
     return data
 
 
+POLL_INTERVAL = 0.02  # seconds between checks in `eventually`
+
+
 async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
     """Poll `check` until it returns something truthy (never a fixed sleep)."""
     async with asyncio.timeout(timeout):
@@ -166,7 +169,7 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0)
             result = await check()
             if result:
                 return result
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(POLL_INTERVAL)
 
 
 async def review_links(client: TestClient, run_id: str, count: int = 2) -> dict[str, str]:

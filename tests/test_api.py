@@ -6,7 +6,7 @@ import asyncio
 import io
 import json
 
-from connector.web.keys import store_key
+from connector.web.keys import service_key, store_key
 
 from .conftest import AUTH, create_run, eventually, fetch_run, run_body
 
@@ -144,7 +144,11 @@ async def test_wait_returns_when_decided(client):
     """A long poll returns as soon as another request decides the run."""
     run = await create_run(client, run_body())
     waiter = asyncio.create_task(client.get(f"/v1/runs/{run['id']}/wait?timeout=30", headers=AUTH))
-    await asyncio.sleep(0.1)
+
+    async def waiting():
+        return client.app[service_key].waiting(run["id"])
+
+    await eventually(waiting)  # the long poll is open on the server, still pending
     assert not waiter.done()
     await client.post(
         f"/v1/runs/{run['id']}/decision",
@@ -215,6 +219,7 @@ async def test_metrics_count_runs_decisions_and_backlog(client, receiver):
     assert 'hitl_runs_created_total{flow="news",source="api"} 2' in text
     assert 'hitl_decisions_total{decided_by="api",decision="approved",flow="news"} 1' in text
     assert "hitl_runs_pending 1" in text
+    assert "hitl_long_polls_waiting 0" in text
 
 
 async def test_unpaired_surrogate_is_refused(client):

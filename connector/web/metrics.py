@@ -7,7 +7,7 @@ import time
 from aiohttp import web
 
 from .auth import require_api_key
-from .keys import metrics_key, store_key
+from .keys import metrics_key, service_key, store_key
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -23,6 +23,10 @@ async def metrics(request: web.Request) -> web.Response:
                 {(("kind", kind),): count for kind, count in jobs.items()},
             ),
             "hitl_jobs_oldest_due_seconds": ("How long the oldest due job has waited", {(): lag}),
+            "hitl_long_polls_waiting": (
+                "Open GET /v1/runs/{id}/wait requests in this process",
+                {(): request.app[service_key].waiting()},
+            ),
         }
     )
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
