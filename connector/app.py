@@ -7,6 +7,7 @@ import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -57,6 +58,21 @@ async def _link_keys(settings: Settings, store: Store) -> list[str]:
     return [await store.keep_secret("link_signing_key", secrets.token_urlsafe(48))]
 
 
+class _Hook:
+    """A callback wired to its target later: the service needs the job runner's wake-up, and
+    the runner needs the handlers of the channels that are built around the service."""
+
+    def __init__(self) -> None:
+        self._target: Callable[..., None] | None = None
+
+    def connect(self, target: Callable[..., None]) -> None:
+        self._target = target
+
+    def __call__(self, *args: Any) -> None:
+        if self._target is not None:
+            self._target(*args)
+
+
 async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     clock = app[clock_key]
@@ -67,15 +83,14 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         connector=aiohttp.TCPConnector(resolver=GuardedResolver(addresses), limit=256),
         auto_decompress=False,
     )
-    runner_ref: list[JobRunner] = []
-    watcher_ref: list[DeadlineWatcher] = []
+    wake_runner, deadline_added = _Hook(), _Hook()
     service = RunService(
         settings,
         app[store_key],
         signer,
         addresses,
-        on_work=lambda: runner_ref[0].wake() if runner_ref else None,
-        on_new_deadline=lambda at: watcher_ref[0].deadline_added(at) if watcher_ref else None,
+        on_work=wake_runner,
+        on_new_deadline=deadline_added,
         clock=clock,
         metrics=app[metrics_key],
     )
@@ -96,7 +111,7 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
             service,
             telegram_client,
             settings.telegram,
-            on_work=lambda: runner_ref[0].wake() if runner_ref else None,
+            on_work=wake_runner,
         )
         service.add_channel(telegram)
         app[telegram_key] = telegram
@@ -116,8 +131,8 @@ async def _service_ctx(app: web.Application) -> AsyncIterator[None]:
         metrics=app[metrics_key],
     )
     watcher = DeadlineWatcher(service)
-    runner_ref.append(runner)
-    watcher_ref.append(watcher)
+    wake_runner.connect(runner.wake)
+    deadline_added.connect(watcher.deadline_added)
     app[service_key] = service
     app[runner_key] = runner
     # A long poll here ends when any instance sharing the database records the decision.
