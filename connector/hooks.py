@@ -11,14 +11,13 @@ target that answers 410 Gone has unsubscribed, and its subscription is removed.
 
 from __future__ import annotations
 
-import json
 import time
 
 from .config import FlowConfig, ReviewerConfig
 from .delivery import ResumeDeliverer
 from .errors import ResumeUrlRefused
 from .jobs import Handler, Outcome
-from .service import RunService, new_id
+from .service import RunService, decision_body, new_id
 from .store import JobRecord, NewJob, RunRecord, Store, SubscriptionRecord
 from .urlguard import check_resume_url
 
@@ -45,14 +44,13 @@ class HookChannel:
         return []
 
     def on_decision(self, run: RunRecord, flow: FlowConfig | None) -> list[NewJob]:
-        body = json.dumps(run.decision, separators=(",", ":"), ensure_ascii=False)
         return [
             NewJob(
                 id=f"fanout_{new_id()}",
                 kind=HOOK_FANOUT_JOB,
                 run_id=run.id,
                 payload={"flow": run.flow},
-                body=body.encode("utf-8"),
+                body=decision_body(run.decision or {}),
             )
         ]
 

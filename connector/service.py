@@ -48,6 +48,11 @@ def new_id() -> str:
     return str(ULID())
 
 
+def decision_body(decision: dict[str, Any]) -> bytes:
+    """The decision payload as the exact bytes every delivery of it sends."""
+    return json.dumps(decision, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
 class RunService:
     """The domain operations on runs."""
 
@@ -221,7 +226,7 @@ class RunService:
     def _resume_jobs(self, run: RunRecord, payload: dict[str, Any]) -> list[NewJob]:
         if not run.resume:
             return []
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        body = decision_body(payload)
         return [
             NewJob(
                 id=f"msg_{new_id()}",
